@@ -1,0 +1,1 @@
+"""Tooling that turns official ViT .npz checkpoints into verified Hub repos."""

@@ -1,0 +1,147 @@
+"""Building ViTPort models from `.npz` checkpoints, into the original configuration or a changed one.
+
+Nothing is silently random: each parameter is loaded, resampled, or initialised fresh for a stated reason, and
+each array of the file that no parameter used is listed. `model.loading_summary()` shows it all.
+"""
+
+import logging
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from .configuration_vit_port import ViTPortConfig, to_pair
+from .npz_format import NpzCheckpoint, head_is_zero, infer_architecture, torch_parameters
+from .resample import resample_patch_kernel, resample_position_embeddings
+
+logger = logging.getLogger(__name__)
+
+LOADED, RESAMPLED, FRESH, UNUSED = "loaded", "resampled", "initialised fresh", "unused in the file"
+
+
+@dataclass
+class LoadingSummary:
+    """What happened to each parameter of a model built from a checkpoint, and which arrays went unused."""
+
+    source: str
+    entries: list[dict[str, str]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def add(self, name: str, status: str, detail: str = "") -> None:
+        self.entries.append({"name": name, "status": status, "detail": detail})
+
+    def rows(self) -> list[dict[str, str]]:
+        return [dict(entry) for entry in self.entries]
+
+    def count(self, status: str) -> int:
+        return sum(entry["status"] == status for entry in self.entries)
+
+    def format(self) -> str:
+        width = max((len(entry["name"]) for entry in self.entries), default=10)
+        lines = [f"Loading summary for {self.source}"]
+        lines += [f"  note: {note}" for note in self.notes]
+        lines += [f"  {entry['name']:<{width}}  {entry['status']}  {entry['detail']}".rstrip() for entry in self.entries]
+        counts = ", ".join(f"{self.count(status)} {status}" for status in (LOADED, RESAMPLED, FRESH, UNUSED))
+        return "\n".join(lines + [f"  total: {counts}"])
+
+
+def config_from_npz(
+    checkpoint: NpzCheckpoint, *, keep_zero_head: bool = False, **overrides: Any
+) -> tuple[ViTPortConfig, list[str]]:
+    """The configuration read from the arrays, with `overrides` applied; also returns notes on choices made."""
+    inferred = infer_architecture(checkpoint)
+    notes = []
+    if head_is_zero(checkpoint) and not keep_zero_head and "num_labels" not in overrides and "id2label" not in overrides:
+        message = (
+            f"{checkpoint.path.name}: the classification head is all zeros (a 2020 ImageNet-21k release); the model "
+            f"is built as a feature extractor without it. Pass keep_zero_head=True to keep that head."
+        )
+        warnings.warn(message, stacklevel=3)
+        notes.append(message)
+        inferred["num_labels"] = 0
+    if "id2label" in overrides and "num_labels" not in overrides:
+        overrides["num_labels"] = len(overrides["id2label"])
+    return ViTPortConfig(**{**inferred, **overrides}), notes
+
+
+def load_npz_model(
+    model_class: type, path: str | Path, *, resample: str = "official", keep_zero_head: bool = False, **overrides: Any
+) -> Any:
+    """Build `model_class` (a ViTPort model) from the checkpoint at `path`; see `ViTPortPreTrainedModel.from_npz`."""
+    checkpoint = NpzCheckpoint(path)
+    try:
+        config, notes = config_from_npz(checkpoint, keep_zero_head=keep_zero_head, **overrides)
+        model = model_class(config)
+        summary = LoadingSummary(source=str(checkpoint.path), notes=checkpoint.notes + notes)
+        fill_model(model, checkpoint, summary, resample=resample)
+    finally:
+        checkpoint.close()
+    model.eval()
+    model._loading_summary = summary
+    logger.info(summary.format())
+    return model
+
+
+def fill_model(model: Any, checkpoint: NpzCheckpoint, summary: LoadingSummary, *, resample: str) -> None:
+    """Copy, resample or leave freshly initialised every parameter of `model`, recording each decision."""
+    prefix = model.base_model_prefix + "." if hasattr(model, model.base_model_prefix) else ""
+    targets = dict(model.named_parameters())
+    remaining = set(targets)
+    for name, keys, make in torch_parameters(checkpoint):
+        target_name = name if name.startswith("classifier.") else prefix + name
+        if target_name not in targets:
+            reason = "no classification head in this model" if name.startswith("classifier.") else "not in this model"
+            summary.add(", ".join(keys), UNUSED, reason)
+            continue
+        target = targets[target_name]
+        status, detail = _assign(target, torch.from_numpy(np.ascontiguousarray(make())), name, model.config, resample)
+        summary.add(target_name, status, detail)
+        remaining.discard(target_name)
+    for name in sorted(remaining, key=list(targets).index):
+        summary.add(name, FRESH, _why_fresh(name, checkpoint))
+
+
+def _assign(target: torch.nn.Parameter, source: torch.Tensor, name: str, config: ViTPortConfig, resample: str) -> tuple[str, str]:
+    with torch.no_grad():
+        if tuple(source.shape) == tuple(target.shape):
+            target.copy_(source)
+            return LOADED, ""
+        adapted = _adapt(source, tuple(target.shape), name, config, resample)
+        if adapted is None:
+            return FRESH, f"shape {tuple(source.shape)} in the file, {tuple(target.shape)} in the model"
+        target.copy_(adapted)
+        return RESAMPLED, f"from {tuple(source.shape)} to {tuple(target.shape)}"
+
+
+def _adapt(source: torch.Tensor, shape: tuple[int, ...], name: str, config: ViTPortConfig, resample: str) -> torch.Tensor | None:
+    """Resample what has a spatial meaning; return None where the parameter must start fresh (head, pre-logits)."""
+    if name == "embeddings.position_embeddings":
+        prefix = config.num_prefix_tokens
+        old_patches = source.shape[1] - prefix
+        side = int(round(old_patches**0.5))
+        return resample_position_embeddings(
+            source, old_grid=(side, side), new_grid=config.grid_size, num_prefix_tokens=prefix, mode=resample
+        )
+    if name == "embeddings.patch_embeddings.weight" and source.shape[:2] == shape[:2]:
+        return resample_patch_kernel(source, to_pair(config.patch_size))
+    if name.startswith(("classifier.", "pre_logits.")):
+        return None
+    raise ValueError(
+        f"cannot adapt {name} from shape {tuple(source.shape)} in the checkpoint to {shape}: only the image size, "
+        f"patch size, head and pre-logits can differ from the checkpoint's architecture."
+    )
+
+
+def _why_fresh(name: str, checkpoint: NpzCheckpoint) -> str:
+    if name.startswith("classifier."):
+        if "head/kernel" not in checkpoint:
+            return "the file has no head"
+        return "new head: the number of labels differs from the file's" if not head_is_zero(checkpoint) else "the file's head is all zeros"
+    if "pre_logits" in name:
+        return "the file has no pre-logits layer"
+    if "cls_token" in name:
+        return "the file has no CLS token"
+    return "not in the file"

@@ -1,0 +1,25 @@
+"""The preprocessing of the original releases as a transformers image processor."""
+
+from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
+
+from .configuration_vit_port import ViTPortConfig, to_pair
+
+
+def make_image_processor(config: ViTPortConfig) -> ViTImageProcessorPil:
+    """
+    A `ViTImageProcessor` doing what the original input pipeline does: resize to the model's resolution (bilinear),
+    then scale RGB from [0, 255] to [-1, 1] (mean 0.5, std 0.5 after dividing by 255).
+
+    The PIL backend is used directly because torchvision is not a dependency; it saves as `ViTImageProcessor`.
+    """
+    height, width = to_pair(config.image_size)
+    return ViTImageProcessorPil(
+        do_resize=True,
+        size={"height": height, "width": width},
+        resample=2,  # PIL.Image.BILINEAR
+        do_rescale=True,
+        rescale_factor=1 / 255,
+        do_normalize=True,
+        image_mean=[0.5, 0.5, 0.5],
+        image_std=[0.5, 0.5, 0.5],
+    )
