@@ -109,6 +109,8 @@ class ViTPortConfig(PretrainedConfig):
         if isinstance(self.patch_size, list):
             self.patch_size = tuple(self.patch_size)
         super().__post_init__(**kwargs)
+        if self.id2label and not self.label2id:
+            self.label2id = {label: index for index, label in self.id2label.items()}
 
     @property
     def grid_size(self) -> tuple[int, int]:

@@ -78,6 +78,9 @@ class NpzCheckpoint(Mapping):
             raise NpzFormatError(f"{self.path}: key {key!r} is missing.")
         return self._sources[key]()
 
+    def __contains__(self, key: object) -> bool:
+        return key in self._sources
+
     def __iter__(self) -> Iterator[str]:
         return iter(self._sources)
 
@@ -143,7 +146,8 @@ def _strip_prefix(checkpoint: NpzCheckpoint) -> None:
 
 
 def _reject_hybrid(checkpoint: NpzCheckpoint) -> None:
-    hybrid = sorted(key for key in checkpoint._sources if key.startswith(HYBRID_MARKERS))
+    # Root (stem) keys first: they are what identifies a ResNet stem at a glance.
+    hybrid = sorted((key for key in checkpoint._sources if key.startswith(HYBRID_MARKERS)), key=lambda k: ("root" not in k, k))
     if hybrid:
         shown = ", ".join(hybrid[:4]) + (f", ... ({len(hybrid)} keys)" if len(hybrid) > 4 else "")
         raise UnsupportedCheckpointError(
