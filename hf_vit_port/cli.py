@@ -47,13 +47,24 @@ def run_demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hf-vit-port", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
+    for name in CONVERSION_COMMANDS:
+        commands.add_parser(name, help=f"see `python -m conversion {name} --help`", add_help=False)
     demo = commands.add_parser("demo", help=run_demo.__doc__)
     demo.add_argument("--variant", default="Ti/16", help="preset variant, e.g. Ti/16, B/16 (default: Ti/16)")
     demo.add_argument("--image-size", type=int, default=224, help="input resolution (default: 224)")
     return parser
 
 
+# Conversion and publishing live in the `conversion` package; `hf-vit-port convert ...` is `python -m conversion convert ...`.
+CONVERSION_COMMANDS = ("convert", "push", "batch", "list")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and argv[0] in CONVERSION_COMMANDS:
+        from conversion.cli import main as conversion_main
+
+        return conversion_main(argv)
     args = build_parser().parse_args(argv)
     return COMMANDS[args.command](args)
 

@@ -90,6 +90,12 @@ class NpzCheckpoint(Mapping):
     def close(self) -> None:
         self._archive.close()
 
+    def __enter__(self) -> "NpzCheckpoint":
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
 
 def _open_archive(path: Path) -> Any:
     if not path.exists():

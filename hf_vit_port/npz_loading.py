@@ -64,21 +64,41 @@ def config_from_npz(
         inferred["num_labels"] = 0
     if "id2label" in overrides and "num_labels" not in overrides:
         overrides["num_labels"] = len(overrides["id2label"])
+    num_labels = overrides.get("num_labels", inferred["num_labels"])
+    if "id2label" not in overrides and (names := imagenet_label_names(num_labels)):
+        overrides["id2label"] = names
     return ViTPortConfig(**{**inferred, **overrides}), notes
+
+
+def imagenet_label_names(num_labels: int) -> dict[int, str] | None:
+    """ImageNet-1k/21k class names for heads of 1000/21843 classes, so pipelines print words, not ids."""
+    try:
+        from .labels import labels_for_num_classes
+
+        return labels_for_num_classes(num_labels)
+    except (ImportError, FileNotFoundError):  # copied as remote code, the label files do not travel with it
+        return None
 
 
 def load_npz_model(
     model_class: type, path: str | Path, *, resample: str = "official", keep_zero_head: bool = False, **overrides: Any
 ) -> Any:
     """Build `model_class` (a ViTPort model) from the checkpoint at `path`; see `ViTPortPreTrainedModel.from_npz`."""
-    checkpoint = NpzCheckpoint(path)
-    try:
-        config, notes = config_from_npz(checkpoint, keep_zero_head=keep_zero_head, **overrides)
-        model = model_class(config)
-        summary = LoadingSummary(source=str(checkpoint.path), notes=checkpoint.notes + notes)
-        fill_model(model, checkpoint, summary, resample=resample)
-    finally:
-        checkpoint.close()
+    with NpzCheckpoint(path) as checkpoint:
+        return build_from_checkpoint(
+            model_class, checkpoint, resample=resample, keep_zero_head=keep_zero_head, **overrides
+        )
+
+
+def build_from_checkpoint(
+    model_class: type, checkpoint: NpzCheckpoint, *, resample: str = "official", keep_zero_head: bool = False,
+    **overrides: Any,
+) -> Any:
+    """Build and fill a model from an open checkpoint; the model keeps its `LoadingSummary`."""
+    config, notes = config_from_npz(checkpoint, keep_zero_head=keep_zero_head, **overrides)
+    model = model_class(config)
+    summary = LoadingSummary(source=str(checkpoint.path), notes=checkpoint.notes + notes)
+    fill_model(model, checkpoint, summary, resample=resample)
     model.eval()
     model._loading_summary = summary
     logger.info(summary.format())

@@ -2,15 +2,17 @@
 
 from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
 
-from .configuration_vit_port import ViTPortConfig, to_pair
+from transformers import PretrainedConfig
+
+from .configuration_vit_port import to_pair
 
 
-def make_image_processor(config: ViTPortConfig) -> ViTImageProcessorPil:
+def make_image_processor(config: PretrainedConfig) -> ViTImageProcessorPil:
     """
     A `ViTImageProcessor` doing what the original input pipeline does: resize to the model's resolution (bilinear),
     then scale RGB from [0, 255] to [-1, 1] (mean 0.5, std 0.5 after dividing by 255).
 
-    The PIL backend is used directly because torchvision is not a dependency; it saves as `ViTImageProcessor`.
+    Any config with an `image_size` will do (ViTPortConfig or transformers' ViTConfig). The PIL backend is used directly because torchvision is not a dependency; it saves as `ViTImageProcessor`.
     """
     height, width = to_pair(config.image_size)
     return ViTImageProcessorPil(

@@ -1,0 +1,197 @@
+"""One `.npz` checkpoint -> one verified, Hub-ready repo directory, written atomically."""
+
+import gc
+import hashlib
+import logging
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hf_vit_port import ViTPortForImageClassification
+from hf_vit_port.npz_format import NpzCheckpoint
+from hf_vit_port.npz_loading import LoadingSummary, build_from_checkpoint
+from hf_vit_port.processing import make_image_processor
+from hf_vit_port.stock import stock_config, to_stock_state_dict
+
+from .model_card import build_model_card
+from .registry import OfficialCheckpoint
+from .verify import Reference, Verification, model_outputs, verify
+
+logger = logging.getLogger(__name__)
+FORMATS = ("vit_port", "stock")
+
+
+class ConversionError(RuntimeError):
+    """A conversion that cannot be done as asked; the message says why."""
+
+
+@dataclass
+class ConversionResult:
+    output_dir: Path
+    format: str
+    source: dict[str, Any]
+    verification: Verification | None
+    reload_verification: Verification | None
+    summary: LoadingSummary
+    notes: list[str] = field(default_factory=list)
+
+
+def sha256_of(path: Path, chunk_size: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        while chunk := stream.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def convert(
+    npz_path: str | Path,
+    output_dir: str | Path,
+    *,
+    fmt: str = "vit_port",
+    verify_outputs: bool = True,
+    overwrite: bool = False,
+    checkpoint: OfficialCheckpoint | None = None,
+    repo_id: str | None = None,
+    resample: str = "official",
+    keep_zero_head: bool = False,
+    **overrides: Any,
+) -> ConversionResult:
+    """
+    Convert `npz_path` into a repo at `output_dir`: `model.safetensors`, `config.json` with label names,
+    `preprocessor_config.json`, the modeling code (vit_port format) and a model card.
+
+    With `verify_outputs`, the model is checked against an independent NumPy forward pass of the file's arrays
+    before anything is written, and the written repo is reloaded and checked again. Nothing appears at
+    `output_dir` unless every step succeeds.
+    """
+    if fmt not in FORMATS:
+        raise ConversionError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    npz_path, output_dir = Path(npz_path), Path(output_dir)
+    if output_dir.exists() and not overwrite:
+        raise ConversionError(f"{output_dir} already exists; pass --overwrite to replace it")
+    source = {"file": npz_path.name, "sha256": sha256_of(npz_path), "size": npz_path.stat().st_size}
+    if checkpoint is not None:
+        source["url"] = checkpoint.url_for()
+    with NpzCheckpoint(npz_path) as arrays:
+        model = _build(arrays, keep_zero_head=keep_zero_head, resample=resample, **overrides)
+        summary, port_config = model._loading_summary, model.config
+        notes = list(summary.notes)
+        verification = reference = None
+        if verify_outputs:
+            reference, verification, verify_notes = _verify_against_original(arrays, model, overrides)
+            notes += verify_notes
+    output = _to_format(model, fmt)
+    del model
+    gc.collect()
+    with _staging_dir(output_dir) as staging:
+        output.save_pretrained(staging)
+        make_image_processor(output.config).save_pretrained(staging)
+        reload_verification = _check_reload(staging, output, reference if not overrides else None)
+        del output
+        card = build_model_card(
+            config=port_config,
+            repo_id=repo_id,
+            source=source,
+            verification=None if verification is None else verification.as_dict(),
+            checkpoint=checkpoint,
+            fmt=fmt,
+        )
+        card.save(staging / "README.md")
+        _publish(staging, output_dir, overwrite)
+    return ConversionResult(output_dir, fmt, source, verification, reload_verification, summary, notes)
+
+
+def _build(arrays: NpzCheckpoint, **kwargs: Any) -> ViTPortForImageClassification:
+    return build_from_checkpoint(ViTPortForImageClassification, arrays, **kwargs)
+
+
+def _verify_against_original(arrays: NpzCheckpoint, model: torch.nn.Module, overrides: dict):
+    """Verify at the checkpoint's own architecture; with overrides, verify an unmodified load of the same file."""
+    native = model
+    notes = []
+    if overrides:
+        native = _build(arrays, keep_zero_head=True)
+        notes.append(
+            f"verified at the checkpoint's own configuration; the repo then applies {sorted(overrides)} "
+            f"(see the loading summary)"
+        )
+    image_size = native.config.image_size
+    size = image_size if isinstance(image_size, tuple) else (image_size, image_size)
+    reference = Reference.compute(arrays, size, native.config.classifier)
+    return reference, verify(native, reference), notes
+
+
+def _to_format(model: ViTPortForImageClassification, fmt: str) -> torch.nn.Module:
+    if fmt == "vit_port":
+        return model
+    from transformers import ViTForImageClassification, ViTModel
+
+    config = model.config
+    if config.representation_size is None and config.num_labels > 0:
+        stock = ViTForImageClassification(stock_config(config, for_classification=True))
+        state = to_stock_state_dict(model.state_dict())
+    else:
+        if config.num_labels > 0:
+            raise ConversionError(
+                "--format stock cannot hold a head on top of a pre-logits layer (transformers' "
+                "ViTForImageClassification has no pre-logits); drop the head with --set num_labels=0 or use the "
+                "vit_port format"
+            )
+        stock = ViTModel(stock_config(config, for_classification=False), add_pooling_layer=True)
+        state = to_stock_state_dict(model.vit.state_dict())
+        if config.representation_size is None:
+            raise ConversionError("--format stock for a model without head and pre-logits is not supported")
+    missing, unexpected = stock.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise ConversionError(f"stock mapping incomplete: missing {missing}, unexpected {unexpected}")
+    return stock.eval()
+
+
+def _check_reload(directory: Path, written: torch.nn.Module, reference: Reference | None) -> Verification | None:
+    """Reload the written repo as a user would and check it computes what was verified."""
+    reloaded = type(written).from_pretrained(directory).eval()
+    if reference is not None:
+        return verify(reloaded, reference, reloaded=True)
+    pixels = np.zeros((1, *_image_hw(written.config), 3), np.float32)
+    expected, got = model_outputs(written, pixels), model_outputs(reloaded, pixels)
+    for key in ("features", "logits"):
+        if expected[key] is not None and not np.array_equal(expected[key], got[key]):
+            raise ConversionError(f"the reloaded repo's {key} differ from the converted model's")
+    return None
+
+
+def _image_hw(config) -> tuple[int, int]:
+    size = config.image_size
+    return (size, size) if isinstance(size, int) else tuple(size)
+
+
+@contextmanager
+def _staging_dir(output_dir: Path) -> Iterator[Path]:
+    """A temporary directory beside the destination (same filesystem, so the final rename is atomic)."""
+    output_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.partial-", dir=output_dir.parent))
+    try:
+        yield staging
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
+def _publish(staging: Path, output_dir: Path, overwrite: bool) -> None:
+    """Move the finished repo into place; an existing one is replaced only once the new one is complete."""
+    if output_dir.exists():
+        if not overwrite:
+            raise ConversionError(f"{output_dir} appeared during the conversion; not replacing it")
+        retired = staging.with_name(staging.name + ".old")
+        output_dir.rename(retired)
+        staging.rename(output_dir)
+        shutil.rmtree(retired, ignore_errors=True)
+    else:
+        staging.rename(output_dir)
