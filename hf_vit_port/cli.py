@@ -19,26 +19,30 @@ def command(name: str) -> Callable:
 
 @command("demo")
 def run_demo(args: argparse.Namespace) -> int:
-    """Build a preset model, save it as a repo with its processor, and classify an image through `pipeline`."""
+    """The main job, offline: write a checkpoint in Google's official .npz layout, convert it with verification into
+    a repo, and classify an image through `pipeline` with real ImageNet label names."""
     import numpy as np
     from PIL import Image
     from transformers import pipeline
 
-    from . import ViTPortConfig, ViTPortForImageClassification
-    from .processing import make_image_processor
+    from conversion.cli import report
+    from conversion.convert import convert
+    from conversion.synthetic import write_synthetic_npz
+
+    from . import ViTPortConfig
 
     config = ViTPortConfig.from_preset(args.variant, dataset="imagenet21k+imagenet2012", image_size=args.image_size)
-    model = ViTPortForImageClassification(config)
     with tempfile.TemporaryDirectory() as directory:
-        model.save_pretrained(directory)
-        make_image_processor(config).save_pretrained(directory)
-        gradient = np.linspace(0, 255, args.image_size * args.image_size * 3, dtype=np.float32)
-        image = Image.fromarray(gradient.reshape(args.image_size, args.image_size, 3).astype(np.uint8))
-        classifier = pipeline("image-classification", model=directory)
-        predictions = classifier(image, top_k=3)
-    print(f"Built ViT-{args.variant} ({sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters, "
-          f"{config.image_size}px, {config.num_labels} classes) and classified a test image through pipeline().")
-    print("The weights are freshly initialised (zero head), so every class scores the same until a checkpoint is loaded:")
+        work = Path(directory)
+        name = "ViT-" + args.variant.replace("/", "_")
+        npz = write_synthetic_npz(work / f"{name}.npz", config)
+        print(f"Wrote {npz.name}: random weights in the official layout (the real files need network access; "
+              f"`hf-vit-port convert imagenet21k+imagenet2012/ViT-B_16 --out DIR` downloads and converts one).")
+        report(convert(npz, work / "repo", repo_id=f"demo/{name.lower()}"))
+        rows, cols = np.mgrid[0 : args.image_size, 0 : args.image_size]
+        image = Image.fromarray(np.stack([rows % 256, cols % 256, (rows + cols) % 256], -1).astype(np.uint8))
+        predictions = pipeline("image-classification", model=str(work / "repo"))(image, top_k=3)
+    print("pipeline('image-classification') on a test image (random weights, so the classes are arbitrary):")
     for prediction in predictions:
         print(f"  {prediction['score']:.4f}  {prediction['label']}")
     return 0
