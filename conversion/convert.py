@@ -77,10 +77,10 @@ def convert(
     npz_path, output_dir = Path(npz_path), Path(output_dir)
     if output_dir.exists() and not overwrite:
         raise ConversionError(f"{output_dir} already exists; pass --overwrite to replace it")
-    source = {"file": npz_path.name, "sha256": sha256_of(npz_path), "size": npz_path.stat().st_size}
-    if checkpoint is not None:
-        source["url"] = checkpoint.url_for()
-    with NpzCheckpoint(npz_path) as arrays:
+    with NpzCheckpoint(npz_path) as arrays:  # opened first: it explains a missing, empty or damaged file best
+        source = {"file": npz_path.name, "sha256": sha256_of(npz_path), "size": npz_path.stat().st_size}
+        if checkpoint is not None:
+            source["url"] = checkpoint.url_for()
         model = _build(arrays, keep_zero_head=keep_zero_head, resample=resample, **overrides)
         summary, port_config = model._loading_summary, model.config
         notes = list(summary.notes)
@@ -177,6 +177,9 @@ def _image_hw(config) -> tuple[int, int]:
 def _staging_dir(output_dir: Path) -> Iterator[Path]:
     """A temporary directory beside the destination (same filesystem, so the final rename is atomic)."""
     output_dir.parent.mkdir(parents=True, exist_ok=True)
+    # A conversion killed outright (SIGKILL, power loss) cannot clean up; the next one to the same place does.
+    for stale in output_dir.parent.glob(f".{output_dir.name}.partial-*"):
+        shutil.rmtree(stale, ignore_errors=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.partial-", dir=output_dir.parent))
     try:
         yield staging

@@ -1,5 +1,6 @@
 """Configuration of the faithful ViT port: every architectural choice of Google's original Vision Transformer."""
 
+import logging
 from typing import Any, Literal
 
 from huggingface_hub.dataclasses import strict
@@ -7,7 +8,15 @@ from transformers import PretrainedConfig
 
 from .presets import preset_kwargs
 
+logger = logging.getLogger(__name__)
+
 CLASSIFIERS = ("token", "gap")
+# Keys that transformers itself passes to or reads from every configuration.
+_HANDLED_BY_TRANSFORMERS = frozenset(
+    {"num_labels", "auto_map", "model_type", "torch_dtype", "name_or_path", "_name_or_path", "_commit_hash",
+     "output_attentions", "attn_implementation", "experts_implementation", "per_layer_config", "use_return_dict",
+     "_attn_implementation_autoset", "tie_last_hidden_states"}
+)
 POSITION_INTERPOLATIONS = ("official", "bilinear", "bicubic")
 
 
@@ -103,6 +112,12 @@ class ViTPortConfig(PretrainedConfig):
     initializer_range: float = 0.02
 
     def __post_init__(self, **kwargs: Any) -> None:
+        unknown = sorted(set(kwargs) - _HANDLED_BY_TRANSFORMERS)
+        if unknown:
+            logger.warning(
+                "ViTPortConfig: unknown fields %s (written by a newer hf-vit-port?) are kept but not used by this version.",
+                ", ".join(unknown),
+            )
         # JSON turns tuples into lists; keep sizes as plain ints or (h, w) pairs so configs compare equal.
         if isinstance(self.image_size, list):
             self.image_size = tuple(self.image_size)

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from torch import nn
 from transformers import PreTrainedModel
 from transformers import initialization as init
@@ -223,6 +224,23 @@ class ViTPortPreTrainedModel(PreTrainedModel):
             init.zeros_(module.bias)
         elif isinstance(module, nn.Linear):
             _LINEAR_INITS[getattr(module, "init_scheme", "xavier")](module, self.config)
+
+    @classmethod
+    def from_pretrained(cls, *args: Any, **kwargs: Any) -> "ViTPortPreTrainedModel":
+        # Pickled `.bin` weights can run code when unpickled: only safetensors are read unless the caller opts in
+        # with `use_safetensors=False`.
+        kwargs.setdefault("use_safetensors", True)
+        source = args[0] if args else kwargs.get("pretrained_model_name_or_path")
+        try:
+            return super().from_pretrained(*args, **kwargs)
+        except SafetensorError as error:
+            raise OSError(f"{source}: model.safetensors is corrupted or truncated ({error}); download or convert it "
+                          f"again.") from None
+        except OSError as error:
+            if kwargs["use_safetensors"] and "model.safetensors" in str(error):
+                raise OSError(f"{error} Pickled weights (.bin) are only read with use_safetensors=False, since "
+                              f"unpickling can run code.") from None
+            raise
 
     def save_pretrained(self, save_directory: str | Path, *args: Any, **kwargs: Any) -> None:
         self.config.auto_map = {**AUTO_MAP, **(getattr(self.config, "auto_map", None) or {})}

@@ -142,6 +142,13 @@ def _as_float32(array: np.ndarray, path: Path, key: str, notes: list[str]) -> np
 
 
 def _strip_prefix(checkpoint: NpzCheckpoint) -> None:
+    if any(key.startswith("opt/target/") for key in checkpoint._sources):
+        # Checkpoints saved from a flax optimizer also hold its state (step, moments): not model parameters.
+        state = [key for key in checkpoint._sources if key.startswith("opt/") and not key.startswith("opt/target/")]
+        for key in state:
+            del checkpoint._sources[key]
+        if state:
+            checkpoint.note(f"ignored {len(state)} optimizer-state arrays under opt/")
     for prefix in PREFIXES:
         if any(key.startswith(prefix) for key in checkpoint._sources):
             checkpoint._sources = {

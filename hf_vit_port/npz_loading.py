@@ -14,7 +14,7 @@ import numpy as np
 import torch
 
 from .configuration_vit_port import ViTPortConfig, to_pair
-from .npz_format import NpzCheckpoint, head_is_zero, infer_architecture, torch_parameters
+from .npz_format import NpzCheckpoint, NpzFormatError, head_is_zero, infer_architecture, torch_parameters
 from .resample import resample_patch_kernel, resample_position_embeddings
 
 logger = logging.getLogger(__name__)
@@ -110,16 +110,29 @@ def fill_model(model: Any, checkpoint: NpzCheckpoint, summary: LoadingSummary, *
     prefix = model.base_model_prefix + "." if hasattr(model, model.base_model_prefix) else ""
     targets = dict(model.named_parameters())
     remaining = set(targets)
+    consumed: set[str] = set()
     for name, keys, make in torch_parameters(checkpoint):
+        consumed.update(keys)
         target_name = name if name.startswith("classifier.") else prefix + name
         if target_name not in targets:
             reason = "no classification head in this model" if name.startswith("classifier.") else "not in this model"
             summary.add(", ".join(keys), UNUSED, reason)
             continue
-        target = targets[target_name]
-        status, detail = _assign(target, torch.from_numpy(np.ascontiguousarray(make())), name, model.config, resample)
+        try:
+            source = torch.from_numpy(np.ascontiguousarray(make()))
+            status, detail = _assign(targets[target_name], source, name, model.config, resample)
+        except (ValueError, RuntimeError) as error:
+            if isinstance(error, NpzFormatError):
+                raise
+            raise NpzFormatError(f"{checkpoint.path}: key {', '.join(keys)} does not fit {target_name}: {error}") from None
         summary.add(target_name, status, detail)
         remaining.discard(target_name)
+    unknown = sorted(set(checkpoint) - consumed)
+    if unknown:
+        # An array nothing reads means a layout this port does not understand (a MAP head, a hybrid stem...):
+        # loading without it would silently compute something else.
+        shown = ", ".join(unknown[:5]) + (f", ... ({len(unknown)} keys)" if len(unknown) > 5 else "")
+        raise NpzFormatError(f"{checkpoint.path}: unknown keys {shown}; this is not a checkpoint layout hf-vit-port reads.")
     for name in sorted(remaining, key=list(targets).index):
         summary.add(name, FRESH, _why_fresh(name, checkpoint))
 

@@ -92,8 +92,17 @@ def test_unknown_dataset_is_refused():
         ViTPortConfig.from_preset("B/16", dataset="jft")
 
 
-def test_unknown_fields_from_a_newer_version_are_kept(tmp_path):
+def test_unknown_fields_from_a_newer_version_load_with_a_warning(tmp_path, caplog):
     (tmp_path / "config.json").write_text(json.dumps({"model_type": "vit_port", "hidden_size": 32,
                                                       "num_attention_heads": 4, "future_field": 1}))
-    config = ViTPortConfig.from_pretrained(tmp_path)
+    with caplog.at_level("WARNING", logger="hf_vit_port.configuration_vit_port"):
+        config = ViTPortConfig.from_pretrained(tmp_path)
     assert config.future_field == 1 and config.hidden_size == 32
+    assert "future_field" in caplog.text and "newer" in caplog.text
+
+
+def test_known_configs_load_without_warnings(tmp_path, caplog):
+    ViTPortConfig.from_preset("Ti/16").save_pretrained(tmp_path)
+    with caplog.at_level("WARNING", logger="hf_vit_port.configuration_vit_port"):
+        ViTPortConfig.from_pretrained(tmp_path)
+    assert caplog.text == ""

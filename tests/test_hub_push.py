@@ -240,3 +240,34 @@ def test_batch_converts_and_pushes_named_checkpoints(hub, hf_home, tmp_path, mon
     assert "model.safetensors" in hub.files(repo)
     card = hub.files(repo)["README.md"].decode()
     assert real.filename in card
+
+
+@pytest.mark.parametrize(
+    "status, message",
+    [(404, "not found"), (409, "conflict"), (403, "may not write"), (401, "rejected the token")],
+)
+def test_hub_refusals_become_plain_explanations_and_change_nothing(hub, hf_home, converted, status, message):
+    hub.create_repo(REPO)
+    hub.fail_next("POST", r"/commit/", status=status)
+    with pytest.raises(PushError, match=message) as error:
+        push_repo(converted, REPO)
+    assert WRITE_TOKEN not in str(error.value) and len(hub.commits(REPO)) == 1
+
+
+def test_rate_limit_is_retried(hub, hf_home, converted):
+    hub.create_repo(REPO)
+    hub.fail_next("POST", r"/commit/", status=429, times=1)
+    assert push_repo(converted, REPO).created_commit
+
+
+def test_missing_token_says_how_to_log_in(hub, tmp_path, monkeypatch, converted):
+    patch_hf_client(monkeypatch, hub.url, token=None, hf_home=tmp_path / "anonymous")
+    with pytest.raises(PushError, match="HF_TOKEN|log"):
+        push_repo(converted, REPO)
+    assert not hub.repo_exists(REPO)
+
+
+def test_token_is_never_written_into_the_repo_or_card(hub, hf_home, converted):
+    push_repo(converted, REPO)
+    assert all(WRITE_TOKEN.encode() not in content for content in hub.files(REPO).values())
+    assert all(WRITE_TOKEN.encode() not in path.read_bytes() for path in converted.rglob("*") if path.is_file())
