@@ -44,11 +44,13 @@ def push_repo(
     create_pr: bool = False,
     commit_message: str | None = None,
     token: str | None = None,
+    ignore_patterns: tuple[str, ...] = (),
     attempts: int = 4,
     backoff_seconds: float = 1.0,
 ) -> PushResult:
     """
-    Upload every file of `directory` to the model repo `repo_id` in ONE commit (or one pull request).
+    Upload every file of `directory` (but hidden ones and `ignore_patterns`) to the model repo `repo_id` in ONE
+    commit (or one pull request).
 
     The card is validated by the Hub first. The token comes from `token`, else `HF_TOKEN` or the login cache; it is
     never printed or written. Transient failures (429, 5xx, dropped connections) are retried with backoff; since a
@@ -73,7 +75,7 @@ def push_repo(
                 revision=revision,
                 commit_message=commit_message or _default_message(directory),
                 create_pr=create_pr,
-                ignore_patterns=[".*", "**/.*"],
+                ignore_patterns=[".*", "**/.*", *ignore_patterns],
             ),
             attempts,
             backoff_seconds,

@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
     for name in CONVERSION_COMMANDS:
         commands.add_parser(name, help=f"see `python -m conversion {name} --help`", add_help=False)
+    from .training.cli_commands import add_subcommands
+
+    COMMANDS.update(add_subcommands(commands))
     demo = commands.add_parser("demo", help=run_demo.__doc__)
     demo.add_argument("--variant", default="Ti/16", help="preset variant, e.g. Ti/16, B/16 (default: Ti/16)")
     demo.add_argument("--image-size", type=int, default=224, help="input resolution (default: 224)")

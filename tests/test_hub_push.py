@@ -271,3 +271,15 @@ def test_token_is_never_written_into_the_repo_or_card(hub, hf_home, converted):
     push_repo(converted, REPO)
     assert all(WRITE_TOKEN.encode() not in content for content in hub.files(REPO).values())
     assert all(WRITE_TOKEN.encode() not in path.read_bytes() for path in converted.rglob("*") if path.is_file())
+
+
+def test_fine_tuned_output_is_pushed_without_its_training_checkpoints(hub, hf_home, converted):
+    from hf_vit_port.training.model_card import push_to_hub
+
+    (converted / "checkpoint-10").mkdir()
+    (converted / "checkpoint-10" / "optimizer.pt").write_bytes(b"state")
+    (converted / "training_args.bin").write_bytes(b"args")
+    url = push_to_hub(converted, REPO)
+    assert REPO in url
+    files = set(hub.files(REPO))
+    assert "model.safetensors" in files and not any(f.startswith("checkpoint-") or f.endswith(".bin") for f in files)
