@@ -16,6 +16,7 @@ The values are prepared here and the template only lays them out, so the wording
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -34,7 +35,15 @@ __all__ = [
     "published_eval_results",
 ]
 
-DEFAULT_TEMPLATE = Path(__file__).resolve().parent.parent / "model_cards" / "vit_port.md"
+def _template_location() -> Path:
+    # A checkout or editable install reads model_cards/ at the repository root; a wheel installs the templates as
+    # data files under <prefix>/share/hf-vit-port/ (see pyproject.toml).
+    in_checkout = Path(__file__).resolve().parent.parent / "model_cards" / "vit_port.md"
+    installed = Path(sys.prefix) / "share" / "hf-vit-port" / "model_cards" / "vit_port.md"
+    return in_checkout if in_checkout.exists() else installed
+
+
+DEFAULT_TEMPLATE = _template_location()
 """The Jinja template `build_model_card` renders (``model_cards/vit_port.md`` at the repository root)."""
 
 FORMATS = ("vit_port", "stock")
