@@ -195,3 +195,20 @@ def test_stock_format_refuses_what_stock_vit_cannot_hold(tmp_path):
     with pytest.raises(ValueError, match="gap"):
         convert(path, tmp_path / "repo", fmt="stock")
     assert not (tmp_path / "repo").exists()
+
+
+def test_written_weights_are_checked_bit_for_bit_even_without_verification(tmp_path, in1k_file, monkeypatch):
+    from safetensors.torch import load_file, save_file
+
+    original = ViTPortForImageClassification.save_pretrained
+
+    def save_then_damage(self, directory, *args, **kwargs):
+        original(self, directory, *args, **kwargs)
+        weights = load_file(f"{directory}/model.safetensors")
+        weights["vit.layernorm.bias"] = weights["vit.layernorm.bias"] + 1e-7
+        save_file(weights, f"{directory}/model.safetensors", metadata={"format": "pt"})
+
+    monkeypatch.setattr(ViTPortForImageClassification, "save_pretrained", save_then_damage)
+    with pytest.raises(ConversionError, match="vit.layernorm.bias differs"):
+        convert(in1k_file, tmp_path / "repo", verify_outputs=False)
+    assert not (tmp_path / "repo").exists()
