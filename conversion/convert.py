@@ -1,9 +1,12 @@
 """One `.npz` checkpoint -> one verified, Hub-ready repo directory, written atomically."""
 
+import ctypes
 import gc
 import hashlib
+import json
 import logging
 import shutil
+import struct
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -11,11 +14,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
-from safetensors import safe_open
 
 from hf_vit_port import ViTPortForImageClassification
-from hf_vit_port.npz_format import NpzCheckpoint
+from hf_vit_port.npz_format import NpzCheckpoint, NpzFormatError, infer_architecture
 from hf_vit_port.npz_loading import LoadingSummary, build_from_checkpoint
 from hf_vit_port.processing import make_image_processor
 from hf_vit_port.stock import stock_config, to_stock_state_dict
@@ -81,12 +84,17 @@ def convert(
         source = {"file": npz_path.name, "sha256": sha256_of(npz_path), "size": npz_path.stat().st_size}
         if checkpoint is not None:
             source["url"] = checkpoint.url_for()
+        verification = reference = None
+        if verify_outputs:
+            # The float64 reference before the model exists: its activations and the weights are never resident
+            # together, which keeps the verified conversion's peak memory at the unverified one's.
+            reference = _reference(arrays)
+            _release_freed_memory()
         model = _build(arrays, keep_zero_head=keep_zero_head, resample=resample, **overrides)
         summary, port_config = model._loading_summary, model.config
         notes = list(summary.notes)
-        verification = reference = None
         if verify_outputs:
-            reference, verification, verify_notes = _verify_against_original(arrays, model, overrides)
+            verification, verify_notes = _verify_against_original(arrays, model, overrides, reference)
             notes += verify_notes
     output = _to_format(model, fmt)
     del model
@@ -100,7 +108,7 @@ def convert(
         else:  # transformers renames stock ViT weights on saving: compare what it loads back instead
             _check_same_weights(model_class.from_pretrained(staging), output, staging)
         del output  # the reload below must not hold a second copy of the weights
-        gc.collect()
+        _release_freed_memory()
         reload_verification = None
         if reference is not None and not overrides:
             reload_verification = verify(model_class.from_pretrained(staging).eval(), reference, reloaded=True)
@@ -121,7 +129,22 @@ def _build(arrays: NpzCheckpoint, **kwargs: Any) -> ViTPortForImageClassificatio
     return build_from_checkpoint(ViTPortForImageClassification, arrays, **kwargs)
 
 
-def _verify_against_original(arrays: NpzCheckpoint, model: torch.nn.Module, overrides: dict):
+def _reference(arrays: NpzCheckpoint) -> Reference:
+    """The original's outputs at the checkpoint's own architecture (what `_verify_against_original` compares with)."""
+    architecture = infer_architecture(arrays)
+    image_size = architecture["image_size"]
+    size = tuple(image_size) if isinstance(image_size, (tuple, list)) else (image_size, image_size)
+    try:
+        return Reference.compute(arrays, size, architecture["classifier"])
+    except (KeyError, ValueError, TypeError) as error:
+        if isinstance(error, NpzFormatError):
+            raise
+        # The reference reads every array the model will; its complaint is about the file.
+        message = error.args[0] if error.args else str(error)
+        raise NpzFormatError(f"{arrays.path}: {message}") from None
+
+
+def _verify_against_original(arrays: NpzCheckpoint, model: torch.nn.Module, overrides: dict, reference: Reference):
     """Verify at the checkpoint's own architecture; with overrides, verify an unmodified load of the same file."""
     native = model
     notes = []
@@ -131,10 +154,7 @@ def _verify_against_original(arrays: NpzCheckpoint, model: torch.nn.Module, over
             f"verified at the checkpoint's own configuration; the repo then applies {sorted(overrides)} "
             f"(see the loading summary)"
         )
-    image_size = native.config.image_size
-    size = image_size if isinstance(image_size, tuple) else (image_size, image_size)
-    reference = Reference.compute(arrays, size, native.config.classifier)
-    return reference, verify(native, reference), notes
+    return verify(native, reference), notes
 
 
 def _to_format(model: ViTPortForImageClassification, fmt: str) -> torch.nn.Module:
@@ -164,15 +184,35 @@ def _to_format(model: ViTPortForImageClassification, fmt: str) -> torch.nn.Modul
 
 
 def _check_written_weights(path: Path, written: torch.nn.Module) -> None:
-    """The safetensors file holds exactly the converted weights, bit for bit (cheap: no forward pass)."""
+    """The safetensors file holds exactly the converted weights, bit for bit (cheap: no forward pass).
+
+    Read with plain reads, one tensor at a time: through `safe_open` the whole file would be mapped, and its pages
+    would add the file's size to the process's peak memory.
+    """
     expected = written.state_dict()
-    with safe_open(path, framework="pt") as weights:
-        names = set(weights.keys())
-        if names != set(expected):
-            raise ConversionError(f"{path} holds {sorted(names ^ set(expected))[:5]} unlike the converted model")
-        for name in names:
-            if not torch.equal(weights.get_tensor(name), expected[name]):
+    with path.open("rb") as stream:
+        (header_size,) = struct.unpack("<Q", stream.read(8))
+        header = json.loads(stream.read(header_size))
+        header.pop("__metadata__", None)
+        if set(header) != set(expected):
+            raise ConversionError(f"{path} holds {sorted(set(header) ^ set(expected))[:5]} unlike the converted model")
+        for name, entry in sorted(header.items(), key=lambda item: item[1]["data_offsets"][0]):
+            begin, end = entry["data_offsets"]
+            tensor = expected[name].detach().contiguous()
+            stream.seek(8 + header_size + begin)
+            data = np.frombuffer(stream.read(end - begin), np.uint8)
+            if list(entry["shape"]) != list(tensor.shape) or not np.array_equal(data, tensor.view(-1).view(torch.uint8).numpy()):
                 raise ConversionError(f"{path}: {name} differs from the converted model's weights")
+
+
+def _release_freed_memory() -> None:
+    """Collect, then hand freed heap memory back to the OS: glibc otherwise keeps the freed weights resident, and a
+    reload (whose tensors are mapped from the file) would add a second copy's worth to the peak."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: nothing to trim
+        pass
 
 
 def _check_same_weights(reloaded: torch.nn.Module, written: torch.nn.Module, directory: Path) -> None:

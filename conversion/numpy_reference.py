@@ -163,8 +163,18 @@ def _layer_norm(
 
 
 def _gelu_tanh(x: np.ndarray) -> np.ndarray:
-    """``flax.linen.gelu`` default (``approximate=True``), the ViT MLP act."""
-    return 0.5 * x * (1.0 + np.tanh(np.sqrt(2.0 / np.pi) * (x + 0.044715 * x**3)))
+    """``flax.linen.gelu`` default (``approximate=True``), the ViT MLP act.
+
+    Written with products and in-place updates: ``x**3`` goes through the generic ``pow`` and costs 10x the rest.
+    """
+    inner = x * x
+    inner *= 0.044715 * x
+    inner += x
+    inner *= np.sqrt(2.0 / np.pi)
+    np.tanh(inner, out=inner)
+    inner += 1.0
+    inner *= 0.5 * x
+    return inner
 
 
 def _softmax(x: np.ndarray) -> np.ndarray:

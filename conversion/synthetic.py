@@ -1,6 +1,7 @@
 """Random checkpoints in the exact official `.npz` layout, for demos and benchmarks where the real files are out of
 reach (no network). The weights are meaningless; the key names, shapes and dtypes are those of the releases."""
 
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -9,8 +10,9 @@ from hf_vit_port import ViTPortConfig
 from hf_vit_port.configuration_vit_port import to_pair
 
 
-def synthetic_official_arrays(config: ViTPortConfig, *, seed: int = 0):
-    """Yield (official key, float32 array) for `config`, one at a time so large files need little memory."""
+def synthetic_official_arrays(config: ViTPortConfig, *, seed: int = 0, zero_head: bool = False):
+    """Yield (official key, float32 array) for `config`, one at a time so large files need little memory.
+    `zero_head` gives the all-zero head of the 2020 imagenet21k releases."""
     rng = np.random.default_rng(seed)
     hidden, mlp, heads = config.hidden_size, config.intermediate_size, config.num_attention_heads
     head_dim = hidden // heads
@@ -46,17 +48,19 @@ def synthetic_official_arrays(config: ViTPortConfig, *, seed: int = 0):
         yield "pre_logits/kernel", normal(hidden, config.representation_size, scale=hidden**-0.5)
         yield "pre_logits/bias", normal(config.representation_size, scale=0.02)
     if config.num_labels:
-        yield "head/kernel", normal(config.pooled_size, config.num_labels, scale=config.pooled_size**-0.5)
-        yield "head/bias", normal(config.num_labels, scale=0.02)
+        head_scale = 0.0 if zero_head else 1.0
+        yield "head/kernel", normal(config.pooled_size, config.num_labels, scale=head_scale * config.pooled_size**-0.5)
+        yield "head/bias", normal(config.num_labels, scale=head_scale * 0.02)
 
 
-def write_synthetic_npz(path: str | Path, config: ViTPortConfig, *, seed: int = 0) -> Path:
-    """Write a synthetic checkpoint like `np.savez` does (an uncompressed zip of .npy files), array by array."""
-    import zipfile
-
+def write_synthetic_npz(path: str | Path, config: ViTPortConfig, *, seed: int = 0, zero_head: bool = False) -> Path:
+    """Write a synthetic checkpoint like `np.savez` does (an uncompressed zip of .npy files), array by array, so a
+    ViT-L/16 file needs a few tens of MB of memory; the file appears only once complete."""
     path = Path(path)
-    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
-        for key, array in synthetic_official_arrays(config, seed=seed):
+    partial = path.with_name(path.name + ".partial")
+    with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_STORED, allowZip64=True) as archive:
+        for key, array in synthetic_official_arrays(config, seed=seed, zero_head=zero_head):
             with archive.open(key + ".npy", "w", force_zip64=True) as member:
                 np.lib.format.write_array(member, array, allow_pickle=False)
+    partial.replace(path)
     return path

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from safetensors import SafetensorError
 from torch import nn
 from transformers import PreTrainedModel
@@ -136,10 +137,21 @@ class ViTPortAttention(nn.Module):
         self.qkv = tagged(nn.Linear(config.hidden_size, 3 * config.hidden_size, bias=config.qkv_bias), "fused_qkv")
         self.proj = nn.Linear(config.hidden_size, config.hidden_size)
 
-    def forward(self, hidden_states: torch.Tensor, **kwargs: Any) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def forward(
+        self, hidden_states: torch.Tensor, query_tokens: int | None = None, **kwargs: Any
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`query_tokens=n` attends from the first n tokens only (to every token): the output has n tokens."""
         batch, length, _ = hidden_states.shape
-        qkv = self.qkv(hidden_states).view(batch, length, 3, self.num_heads, self.head_dim)
-        query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        if query_tokens is None:
+            qkv = self.qkv(hidden_states).view(batch, length, 3, self.num_heads, self.head_dim)
+            query, key, value = qkv.permute(2, 0, 3, 1, 4).unbind(0)
+        else:
+            width = self.num_heads * self.head_dim
+            weight, bias = self.qkv.weight, self.qkv.bias
+            query = F.linear(hidden_states[:, :query_tokens], weight[:width], None if bias is None else bias[:width])
+            query = query.view(batch, query_tokens, self.num_heads, self.head_dim).transpose(1, 2)
+            key_value = F.linear(hidden_states, weight[width:], None if bias is None else bias[width:])
+            key, value = key_value.view(batch, length, 2, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         attention_interface: Callable = ALL_ATTENTION_FUNCTIONS.get_interface(
             self.config._attn_implementation, eager_attention_forward
         )
@@ -153,7 +165,7 @@ class ViTPortAttention(nn.Module):
             scaling=self.scaling,
             **kwargs,
         )
-        return self.proj(attn_output.reshape(batch, length, -1)), attn_weights
+        return self.proj(attn_output.reshape(batch, query.shape[2], -1)), attn_weights
 
 
 class ViTPortMLP(nn.Module):
@@ -183,8 +195,11 @@ class ViTPortLayer(GradientCheckpointingLayer):
         self.mlp = ViTPortMLP(config)
         self.drop_path_rate = drop_path_rate
 
-    def forward(self, hidden_states: torch.Tensor, **kwargs: Any) -> torch.Tensor:
-        attn_output, _ = self.attention(self.norm1(hidden_states), **kwargs)
+    def forward(self, hidden_states: torch.Tensor, query_tokens: int | None = None, **kwargs: Any) -> torch.Tensor:
+        """`query_tokens=n` computes the block's output for the first n tokens only (see ViTPortAttention)."""
+        attn_output, _ = self.attention(self.norm1(hidden_states), query_tokens=query_tokens, **kwargs)
+        if query_tokens is not None:
+            hidden_states = hidden_states[:, :query_tokens]
         hidden_states = hidden_states + drop_path(self.dropout(attn_output), self.drop_path_rate, self.training)
         mlp_output = self.mlp(self.norm2(hidden_states))
         return hidden_states + drop_path(mlp_output, self.drop_path_rate, self.training)
@@ -288,13 +303,22 @@ class ViTPortModel(ViTPortPreTrainedModel):
         return self.embeddings.patch_embeddings
 
     def forward_features(
-        self, pixel_values: torch.Tensor, *, interpolate_pos_encoding: bool = False, **kwargs: Any
+        self, pixel_values: torch.Tensor, *, interpolate_pos_encoding: bool = False, pooled_token_only: bool = False,
+        **kwargs: Any,
     ) -> torch.Tensor:
-        """Normalised token features `[batch, tokens, hidden]`."""
+        """
+        Normalised token features `[batch, tokens, hidden]`. With `pooled_token_only` (for the "token" classifier),
+        the last block computes the CLS token alone, giving `[batch, 1, hidden]`: its keys and values still come
+        from every token, but none of the rest of the last block is spent on tokens that pooling drops.
+        """
         pixel_values = pixel_values.to(self.embeddings.patch_embeddings.weight.dtype)
         hidden_states = self.embeddings(pixel_values, interpolate_pos_encoding=bool(interpolate_pos_encoding))
-        for layer in self.layers:
+        layers = list(self.layers)
+        last = layers.pop() if pooled_token_only and self.config.classifier == "token" else None
+        for layer in layers:
             hidden_states = layer(hidden_states, **kwargs)
+        if last is not None:
+            hidden_states = last(hidden_states, query_tokens=1, **kwargs)
         return self.layernorm(hidden_states)
 
     def pool(self, last_hidden_state: torch.Tensor) -> torch.Tensor:
@@ -359,7 +383,19 @@ class ViTPortForImageClassification(ViTPortPreTrainedModel):
         labels (`torch.LongTensor` of shape `(batch_size,)`, or float targets for regression and multi-label):
             When given, the loss of `config.problem_type` (inferred from the labels as in transformers if unset).
         """
-        outputs = self.vit(pixel_values, interpolate_pos_encoding=interpolate_pos_encoding, **kwargs)
+        wants_outputs = any(
+            kwargs.get(name, getattr(self.config, name, False)) for name in ("output_hidden_states", "output_attentions")
+        )
+        if self.config.classifier == "token" and pixel_values is not None and not wants_outputs:
+            # Only the CLS token reaches the head: skip the rest of the last block's work (the same logits).
+            layer_kwargs = {k: v for k, v in kwargs.items() if k not in ("output_hidden_states", "output_attentions")}
+            tokens = self.vit.forward_features(
+                pixel_values, interpolate_pos_encoding=bool(interpolate_pos_encoding), pooled_token_only=True,
+                **layer_kwargs,
+            )
+            outputs = BaseModelOutputWithPooling(pooler_output=self.vit.pool(tokens))
+        else:
+            outputs = self.vit(pixel_values, interpolate_pos_encoding=interpolate_pos_encoding, **kwargs)
         logits = self.classifier(outputs.pooler_output)
         loss = None
         if labels is not None:

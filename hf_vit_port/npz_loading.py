@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from transformers.initialization import no_init_weights
 
 from .configuration_vit_port import ViTPortConfig, to_pair
 from .npz_format import NpzCheckpoint, NpzFormatError, head_is_zero, infer_architecture, torch_parameters
@@ -96,7 +97,10 @@ def build_from_checkpoint(
 ) -> Any:
     """Build and fill a model from an open checkpoint; the model keeps its `LoadingSummary`."""
     config, notes = config_from_npz(checkpoint, keep_zero_head=keep_zero_head, **overrides)
-    model = model_class(config)
+    # Allocate without the random initialisation: fill_model overwrites almost every parameter from the file and
+    # initialises the rest with the model's own _init_weights.
+    with no_init_weights():
+        model = model_class(config)
     summary = LoadingSummary(source=str(checkpoint.path), notes=checkpoint.notes + notes)
     fill_model(model, checkpoint, summary, resample=resample)
     model.eval()
@@ -111,6 +115,7 @@ def fill_model(model: Any, checkpoint: NpzCheckpoint, summary: LoadingSummary, *
     targets = dict(model.named_parameters())
     remaining = set(targets)
     consumed: set[str] = set()
+    filled: set[str] = set()
     for name, keys, make in torch_parameters(checkpoint):
         consumed.update(keys)
         target_name = name if name.startswith("classifier.") else prefix + name
@@ -127,6 +132,9 @@ def fill_model(model: Any, checkpoint: NpzCheckpoint, summary: LoadingSummary, *
             raise NpzFormatError(f"{checkpoint.path}: key {', '.join(keys)} does not fit {target_name}: {error}") from None
         summary.add(target_name, status, detail)
         remaining.discard(target_name)
+        if status != FRESH:
+            filled.add(target_name)
+            targets[target_name]._is_hf_initialized = True  # transformers' init functions now leave it alone
     unknown = sorted(set(checkpoint) - consumed)
     if unknown:
         # An array nothing reads means a layout this port does not understand (a MAP head, a hybrid stem...):
@@ -135,6 +143,14 @@ def fill_model(model: Any, checkpoint: NpzCheckpoint, summary: LoadingSummary, *
         raise NpzFormatError(f"{checkpoint.path}: unknown keys {shown}; this is not a checkpoint layout hf-vit-port reads.")
     for name in sorted(remaining, key=list(targets).index):
         summary.add(name, FRESH, _why_fresh(name, checkpoint))
+    _initialise(model, set(targets) - filled)
+
+
+def _initialise(model: Any, names: set[str]) -> None:
+    """The model's own initialisation, for the modules owning `names` (the parameters nothing was loaded into)."""
+    modules = dict(model.named_modules())
+    for owner in sorted({name.rpartition(".")[0] for name in names}):
+        model._init_weights(modules[owner])
 
 
 def _assign(target: torch.nn.Parameter, source: torch.Tensor, name: str, config: ViTPortConfig, resample: str) -> tuple[str, str]:

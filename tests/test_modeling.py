@@ -169,3 +169,20 @@ def test_stochastic_depth_is_off_in_eval_and_random_in_training():
     model.train()
     torch.manual_seed(0)
     assert not torch.equal(model(images()).logits, model(images()).logits)
+
+
+def test_cls_only_last_block_gives_the_full_paths_logits_loss_and_gradients():
+    """Without hidden states requested, the last block computes the CLS token alone: nothing observable changes."""
+    fast = randomised(ViTPortForImageClassification(tiny_config(representation_size=24))).train()
+    full = randomised(ViTPortForImageClassification(tiny_config(representation_size=24))).train()
+    labels = torch.tensor([1, 3])
+    fast_out = fast(images(), labels=labels)
+    full_out = full(images(), labels=labels, output_hidden_states=True)
+    torch.testing.assert_close(fast_out.logits, full_out.logits, atol=1e-5, rtol=1e-5)
+    fast_out.loss.backward()
+    full_out.loss.backward()
+    for (name, a), b in zip(fast.named_parameters(), full.parameters(), strict=True):
+        torch.testing.assert_close(a.grad, b.grad, atol=1e-5, rtol=1e-4, msg=name)
+    checkpointed = randomised(ViTPortForImageClassification(tiny_config())).train()
+    checkpointed.gradient_checkpointing_enable()
+    assert checkpointed(images(), labels=labels).loss.isfinite()

@@ -1,0 +1,154 @@
+"""Whole-process conversion of full-size official-shaped `.npz` files: time and peak memory against a minimal converter.
+
+    python bench/converting.py                          # ViT-B/16 and ViT-L/16 imagenet21k-shaped files
+    python bench/converting.py --variants B/16 --repeats 3
+    python bench/converting.py --tiny                   # seconds; what the smoke test runs
+
+Each measurement is a fresh child process (`python -m conversion convert --npz FILE --out DIR --overwrite`, with and
+without `--no-verify`) timed from spawn to exit, its peak RSS read with `os.wait4` on its pid. The peer, in the same
+run and interleaved with ours, is the least a converter must do: a Python process that imports torch and
+transformers, `np.load`s every array and writes them with `safetensors.numpy.save_file`. The synthetic files have
+the exact key names and shapes of Google's imagenet21k releases (all-zero 21843-class head, pre-logits), written
+once to --work-dir and reused; the page cache is warmed before timing so both sides read from memory.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from common import REPO_ROOT, Figure, Report, base_parser, print_header, run_measured
+from synthetic import ensure_in21k_file
+
+MINIMAL_CONVERTER = """
+import sys
+import numpy as np
+import torch  # noqa: F401  -- a real converter pays for these imports too
+import transformers  # noqa: F401
+from safetensors.numpy import save_file
+
+with np.load(sys.argv[1], allow_pickle=False) as archive:
+    arrays = {key: archive[key] for key in archive.files}
+save_file(arrays, sys.argv[2])
+"""
+
+
+def default_work_dir() -> Path:
+    return Path(os.environ.get("HF_VIT_PORT_BENCH_DIR", Path(os.environ.get("TMPDIR", "/tmp")) / "hf_vit_port_bench"))
+
+
+def warm_page_cache(path: Path) -> None:
+    with path.open("rb") as stream:
+        while stream.read(1 << 24):
+            pass
+
+
+def child_env(code_root: Path) -> dict[str, str]:
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(code_root)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    env.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    env["TQDM_DISABLE"] = "1"
+    env["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    return env
+
+
+def measure(command: list[str], env: dict[str, str], cwd: Path) -> dict:
+    start = time.perf_counter()
+    output, returncode, peak_kib = run_measured(command, env=env, cwd=cwd)
+    error = ""
+    if returncode:
+        lines = [line for line in output.splitlines() if line.strip()]
+        error = lines[-1][:300] if lines else ""
+    return {"seconds": time.perf_counter() - start, "peak_mib": peak_kib / 1024, "returncode": returncode,
+            "error": error}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = base_parser(__doc__)
+    parser.add_argument("--variants", nargs="+", default=["B/16", "L/16"], help="official shapes to convert")
+    parser.add_argument("--work-dir", type=Path, default=None, help="where the synthetic files and outputs go")
+    parser.add_argument("--no-verified", dest="verified", action="store_false", help="skip the verified conversion")
+    parser.add_argument("--repeats-large", type=int, default=None, help="rounds for L/16 (default 2)")
+    args = parser.parse_args(argv)
+    work_dir = (args.work_dir or default_work_dir()).resolve()
+    work_dir.mkdir(parents=True, exist_ok=True)
+    report = Report(args, "conversion")
+    print_header(report, args)
+    code_root = Path(args.code_root).resolve() if args.code_root else REPO_ROOT
+    if code_root != REPO_ROOT:
+        report.note(f"measuring the conversion code of {code_root}")
+    env = child_env(code_root)
+    minimal = work_dir / "minimal_converter.py"
+    minimal.write_text(MINIMAL_CONVERTER)
+
+    variants = ["tiny"] if args.tiny else args.variants
+    for variant in variants:
+        tag = variant.replace("/", "").lower()
+        start = time.perf_counter()
+        npz = ensure_in21k_file(variant, work_dir)
+        size_mib = npz.stat().st_size / 2**20
+        report.note(f"{npz.name}: {size_mib:.1f} MiB (ready in {time.perf_counter() - start:.1f} s)")
+        warm_page_cache(npz)
+        out = work_dir / f"out-{tag}"
+        sides = {
+            "minimal": [sys.executable, str(minimal), str(npz), str(work_dir / f"minimal-{tag}.safetensors")],
+            "ours": [sys.executable, "-m", "conversion", "convert", "--npz", str(npz), "--out", str(out),
+                     "--overwrite", "--no-verify"],
+        }
+        if args.verified:
+            sides["verified"] = [sys.executable, "-m", "conversion", "convert", "--npz", str(npz), "--out",
+                                 str(out) + "-verified", "--overwrite"]
+        large = variant.startswith(("L/", "H/"))
+        repeats = 1 if args.tiny else (args.repeats_large or 2) if large else (args.repeats or 3)
+        if args.tiny and args.repeats:
+            repeats = args.repeats
+        results: dict[str, list[dict]] = {name: [] for name in sides}
+        names = list(sides)
+        for round_index in range(repeats):
+            for name in names if round_index % 2 == 0 else names[::-1]:
+                results[name].append(measure(sides[name], env, code_root))
+
+        def seconds(name):
+            return [r["seconds"] for r in results[name]]
+
+        failures = {name: [r["returncode"] for r in rs if r["returncode"]] for name, rs in results.items()}
+        for side in ("ours", "verified"):
+            if side not in results:
+                continue
+            ratio = statistics.median(a / b for a, b in zip(seconds(side), seconds("minimal")))
+            errors = sorted({r["error"] for r in results[side] if r["returncode"]})
+            failed = (
+                f"FAILED in {len(failures[side])} of {repeats} runs (exit {failures[side][0]}: {errors[0]})"
+                if failures[side] else ""
+            )
+            name = "convert_noverify" if side == "ours" else "convert_verified"
+            label = "ours --no-verify" if side == "ours" else "ours verified"
+            report.add(
+                Figure(
+                    f"{name}_{tag}", label, statistics.median(seconds(side)), "minimal",
+                    statistics.median(seconds("minimal")), "s", ratio, "<= 1.5" if side == "ours" else "<= 3.0",
+                    note=failed, samples={label: seconds(side), "minimal": seconds("minimal")},
+                )
+            )
+        for side in ("ours", "verified"):
+            if side not in results:
+                continue
+            peak = max(r["peak_mib"] for r in results[side])
+            label = "ours --no-verify" if side == "ours" else "ours verified"
+            report.add(
+                Figure(
+                    f"convert_{'noverify' if side == 'ours' else 'verified'}_peak_rss_{tag}", label, peak,
+                    "file size", size_mib, "MiB", peak / size_mib, "<= 2.2", aim="<= 1.2",
+                    note=f"minimal converter peak {max(r['peak_mib'] for r in results['minimal']):.0f} MiB",
+                )
+            )
+    report.write()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
