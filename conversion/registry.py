@@ -33,7 +33,7 @@ which a Content-Length or a file on disk can be compared with. The computed size
 (``tests/test_registry.py`` checks that), which is also what confirms ``image_size`` and ``representation_size``
 for each file.
 
-Standard library only; imports nothing from the rest of the project.
+The architectures come from `hf_vit_port.presets`, the project's one table of variants.
 """
 
 from __future__ import annotations
@@ -44,6 +44,8 @@ import posixpath
 import re
 import urllib.parse
 from dataclasses import dataclass
+
+from hf_vit_port.presets import WIDTHS, parse_variant
 
 __all__ = [
     "BASE_URL_ENV_VAR",
@@ -67,16 +69,15 @@ SIZE_TOLERANCE_FRACTION = 0.005
 SIZE_TOLERANCE_MIN_BYTES = 1 << 20
 
 # variant -> (hidden_size, num_layers, num_heads, mlp_dim, patch_size), from vit_jax/configs/models.py.
+def _dimensions(variant: str) -> tuple[int, int, int, int, int]:
+    """(hidden, layers, heads, mlp, patch) of a variant, from the presets' single table."""
+    width, patch_size, _ = parse_variant(variant)
+    hidden, mlp, heads, layers = WIDTHS[width]
+    return hidden, layers, heads, mlp, patch_size
+
+
 VARIANTS: dict[str, tuple[int, int, int, int, int]] = {
-    "Ti/16": (192, 12, 3, 768, 16),
-    "S/16": (384, 12, 6, 1536, 16),
-    "S/32": (384, 12, 6, 1536, 32),
-    "B/8": (768, 12, 12, 3072, 8),
-    "B/16": (768, 12, 12, 3072, 16),
-    "B/32": (768, 12, 12, 3072, 32),
-    "L/16": (1024, 24, 16, 4096, 16),
-    "L/32": (1024, 24, 16, 4096, 32),
-    "H/14": (1280, 32, 16, 5120, 14),
+    name: _dimensions(name) for name in ("Ti/16", "S/16", "S/32", "B/8", "B/16", "B/32", "L/16", "L/32", "H/14")
 }
 
 _SRC_README = "google-research/vision_transformer README.md (commit c6de1e5)"

@@ -259,7 +259,11 @@ def test_entries_are_frozen() -> None:
         CHECKPOINTS["imagenet21k/ViT-B_16"].image_size = 384  # type: ignore[misc]
 
 
-def test_module_uses_only_stdlib() -> None:
-    source = open(registry.__file__, encoding="utf-8").read()
-    imported = set(re.findall(r"^\s*(?:from|import)\s+([\w.]+)", source, flags=re.MULTILINE))
-    assert imported <= {"__future__", "dataclasses", "difflib", "os", "posixpath", "re", "urllib.parse"}
+def test_architectures_come_from_the_presets_table() -> None:
+    """One table of variants: the registry's dimensions are the presets'."""
+    from hf_vit_port import ViTPortConfig
+
+    for name, (hidden, layers, heads, mlp, patch) in registry.VARIANTS.items():
+        config = ViTPortConfig.from_preset(name)
+        assert (config.hidden_size, config.num_hidden_layers, config.num_attention_heads) == (hidden, layers, heads)
+        assert (config.intermediate_size, config.patch_size) == (mlp, patch)
