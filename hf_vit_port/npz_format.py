@@ -9,7 +9,7 @@ import re
 import zipfile
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -27,6 +27,13 @@ BIG_VISION_RENAMES = {
 }
 POS_EMBEDDING = "Transformer/posembed_input/pos_embedding"
 _BLOCK = re.compile(r"^Transformer/encoderblock_(\d+)/")
+
+
+class Source(NamedTuple):
+    """One array under its canonical name: its shape (known without reading it) and how to read it."""
+
+    shape: tuple[int, ...]
+    read: Callable[[], np.ndarray]
 
 
 class NpzFormatError(ValueError):
@@ -50,9 +57,19 @@ class NpzCheckpoint(Mapping):
         raw_keys = list(self._archive.files)
         if not raw_keys:
             raise NpzFormatError(f"{self.path}: the archive holds no arrays.")
-        self._sources: dict[str, Callable[[], np.ndarray]] = {key: self._reader(key) for key in raw_keys}
+        self._sources: dict[str, Source] = {key: Source(self._header_shape(key), self._reader(key)) for key in raw_keys}
         for fix_up in (_strip_prefix, _reject_hybrid, _rename_big_vision_blocks, _unstack_layers, _move_pos_embedding):
             fix_up(self)
+
+    def _header_shape(self, raw_key: str) -> tuple[int, ...]:
+        """The array's shape from its .npy header: inferring the architecture reads no array data."""
+        try:
+            with self._archive.zip.open(raw_key + ".npy") as member:
+                version = np.lib.format.read_magic(member)
+                read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+                return tuple(read_header(member)[0])
+        except (ValueError, zipfile.BadZipFile, EOFError, OSError, KeyError) as error:
+            raise NpzFormatError(f"{self.path}: key {raw_key!r} cannot be read ({error}); the file is damaged.") from error
 
     def _reader(self, raw_key: str) -> Callable[[], np.ndarray]:
         return lambda: self._read(raw_key)
@@ -76,7 +93,13 @@ class NpzCheckpoint(Mapping):
     def __getitem__(self, key: str) -> np.ndarray:
         if key not in self._sources:
             raise NpzFormatError(f"{self.path}: key {key!r} is missing.")
-        return self._sources[key]()
+        return self._sources[key].read()
+
+    def shape(self, key: str) -> tuple[int, ...]:
+        """The shape of `key`, without reading its data."""
+        if key not in self._sources:
+            raise NpzFormatError(f"{self.path}: key {key!r} is missing.")
+        return self._sources[key].shape
 
     def __contains__(self, key: object) -> bool:
         return key in self._sources
@@ -110,12 +133,8 @@ def _open_archive(path: Path) -> Any:
         raise NpzFormatError(f"{path}: not a readable .npz archive ({error}).") from error
     if not isinstance(archive, np.lib.npyio.NpzFile):
         raise NpzFormatError(f"{path}: holds a single .npy array, not an .npz archive of named arrays.")
-    try:
-        damaged = archive.zip.testzip()
-    except (zipfile.BadZipFile, EOFError, OSError, RuntimeError) as error:
-        raise NpzFormatError(f"{path}: the archive is damaged ({error}).") from error
-    if damaged is not None:
-        raise NpzFormatError(f"{path}: the archive is damaged (entry {damaged!r} fails its checksum).")
+    # No upfront testzip(): it would read the whole file once more. Each member's CRC is checked as it is read,
+    # and every array is read before anything is written.
     return archive
 
 
@@ -184,7 +203,7 @@ def _unstack_layers(checkpoint: NpzCheckpoint) -> None:
     stacked = [key for key in checkpoint._sources if key.startswith("Transformer/encoderblock/")]
     if not stacked:
         return
-    depth = {checkpoint[key].shape[0] for key in stacked}
+    depth = {checkpoint.shape(key)[0] for key in stacked}
     if len(depth) != 1:
         raise NpzFormatError(f"{checkpoint.path}: stacked encoder blocks disagree on the depth: {sorted(depth)}.")
     (num_layers,) = depth
@@ -193,7 +212,9 @@ def _unstack_layers(checkpoint: NpzCheckpoint) -> None:
         source = checkpoint._sources.pop(key)
         suffix = key[len("Transformer/encoderblock/") :]
         for index in range(num_layers):
-            checkpoint._sources[f"Transformer/encoderblock_{index}/{suffix}"] = reader.slice(source, index)
+            checkpoint._sources[f"Transformer/encoderblock_{index}/{suffix}"] = Source(
+                source.shape[1:], reader.slice(source.read, index)
+            )
     checkpoint.note(f"unstacked {num_layers} scanned encoder blocks")
 
 
@@ -221,8 +242,10 @@ def _move_pos_embedding(checkpoint: NpzCheckpoint) -> None:
     source = checkpoint._sources.pop("pos_embedding")
     if "cls" in checkpoint._sources:
         # A zero position for the CLS token is exactly the big_vision computation in the original layout.
-        checkpoint._sources[POS_EMBEDDING] = lambda: np.concatenate(
-            [np.zeros((1, 1, source().shape[-1]), np.float32), source()], axis=1
+        _, rows, width = source.shape
+        checkpoint._sources[POS_EMBEDDING] = Source(
+            (1, rows + 1, width),
+            lambda: np.concatenate([np.zeros((1, 1, width), np.float32), source.read()], axis=1),
         )
         checkpoint.note("moved the top-level pos_embedding under Transformer/ with a zero row for the CLS token")
     else:
@@ -230,32 +253,32 @@ def _move_pos_embedding(checkpoint: NpzCheckpoint) -> None:
         checkpoint.note("moved the top-level pos_embedding under Transformer/")
 
 
-def layer_indices(checkpoint: Mapping[str, Any]) -> list[int]:
+def layer_indices(checkpoint: NpzCheckpoint) -> list[int]:
     """Indices of the encoder blocks present, checked to be 0..n-1."""
     indices = sorted({int(match.group(1)) for key in checkpoint if (match := _BLOCK.match(key))})
     if indices != list(range(len(indices))):
         missing = sorted(set(range(max(indices, default=-1) + 1)) - set(indices))
         raise NpzFormatError(
-            f"{getattr(checkpoint, 'path', 'checkpoint')}: encoder blocks are not numbered 0..n-1 "
+            f"{checkpoint.path}: encoder blocks are not numbered 0..n-1 "
             f"(missing Transformer/encoderblock_{missing[0]})."
         )
     return indices
 
 
-def _require(checkpoint: Mapping[str, Any], key: str, ndim: int) -> tuple[int, ...]:
+def _require(checkpoint: NpzCheckpoint, key: str, ndim: int) -> tuple[int, ...]:
     if key not in checkpoint:
-        raise NpzFormatError(f"{getattr(checkpoint, 'path', 'checkpoint')}: key {key!r} is missing.")
-    shape = tuple(checkpoint[key].shape)
+        raise NpzFormatError(f"{checkpoint.path}: key {key!r} is missing.")
+    shape = checkpoint.shape(key)
     if len(shape) != ndim:
         raise NpzFormatError(
-            f"{getattr(checkpoint, 'path', 'checkpoint')}: key {key!r} has shape {shape}; expected {ndim} dimensions."
+            f"{checkpoint.path}: key {key!r} has shape {shape}; expected {ndim} dimensions."
         )
     return shape
 
 
-def infer_architecture(checkpoint: Mapping[str, Any]) -> dict[str, Any]:
+def infer_architecture(checkpoint: NpzCheckpoint) -> dict[str, Any]:
     """The `ViTPortConfig` fields a checkpoint's arrays determine."""
-    path = getattr(checkpoint, "path", "checkpoint")
+    path = checkpoint.path
     patch_h, patch_w, channels, hidden = _require(checkpoint, "embedding/kernel", 4)
     layers = layer_indices(checkpoint)
     if not layers:
@@ -290,12 +313,12 @@ def infer_architecture(checkpoint: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def head_is_zero(checkpoint: Mapping[str, Any]) -> bool:
+def head_is_zero(checkpoint: NpzCheckpoint) -> bool:
     """The 2020 ImageNet-21k releases ship an all-zero head: features only, no classifier."""
     return "head/kernel" in checkpoint and not checkpoint["head/kernel"].any() and not checkpoint["head/bias"].any()
 
 
-def torch_parameters(checkpoint: Mapping[str, Any]) -> Iterator[tuple[str, list[str], Callable[[], np.ndarray]]]:
+def torch_parameters(checkpoint: NpzCheckpoint) -> Iterator[tuple[str, list[str], Callable[[], np.ndarray]]]:
     """
     The transpose map: yields (parameter name in `ViTPortModel`, canonical keys it is made of, how to make it).
     Nothing is read until a maker is called, so callers hold one tensor at a time.
