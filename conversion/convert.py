@@ -9,6 +9,7 @@ import shutil
 import struct
 import tempfile
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,8 +81,11 @@ def convert(
     npz_path, output_dir = Path(npz_path), Path(output_dir)
     if output_dir.exists() and not overwrite:
         raise ConversionError(f"{output_dir} already exists; pass --overwrite to replace it")
-    with NpzCheckpoint(npz_path) as arrays:  # opened first: it explains a missing, empty or damaged file best
-        source = {"file": npz_path.name, "sha256": sha256_of(npz_path), "size": npz_path.stat().st_size}
+    with NpzCheckpoint(npz_path) as arrays, ThreadPoolExecutor(max_workers=1) as hashing:
+        # Opened first: it explains a missing, empty or damaged file best. The digest (for the model card) is
+        # computed alongside the conversion: hashlib releases the GIL, so it costs no wall time on a second core.
+        digest = hashing.submit(sha256_of, npz_path)
+        source = {"file": npz_path.name, "sha256": None, "size": npz_path.stat().st_size}
         if checkpoint is not None:
             source["url"] = checkpoint.url_for()
         verification = reference = None
@@ -96,6 +100,7 @@ def convert(
         if verify_outputs:
             verification, verify_notes = _verify_against_original(arrays, model, overrides, reference)
             notes += verify_notes
+        source["sha256"] = digest.result()
     output = _to_format(model, fmt)
     del model
     gc.collect()

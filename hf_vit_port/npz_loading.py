@@ -10,7 +10,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 from transformers.initialization import no_init_weights
 
@@ -124,7 +123,8 @@ def fill_model(model: Any, checkpoint: NpzCheckpoint, summary: LoadingSummary, *
             summary.add(", ".join(keys), UNUSED, reason)
             continue
         try:
-            source = torch.from_numpy(np.ascontiguousarray(make()))
+            # copy_ transposes a strided view itself (in parallel): no contiguous NumPy copy in between.
+            source = torch.from_numpy(make())
             status, detail = _assign(targets[target_name], source, name, model.config, resample)
         except (ValueError, RuntimeError) as error:
             if isinstance(error, NpzFormatError):
