@@ -206,6 +206,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
     # Everything imported so far lives as long as the process: keep it out of the collections that free the
     # weights between conversion steps (with torch and transformers loaded, each full pass costs ~0.15 s).
+    # `python -m conversion` has frozen it already; `hf-vit-port convert` arrives here with it unfrozen.
     gc.freeze()
     try:
         return args.run(args)

@@ -3,10 +3,21 @@
 Importing the package registers `vit_port` with transformers' Auto classes and pipelines.
 """
 
-from transformers import AutoConfig, AutoModel, AutoModelForImageClassification
+import gc
 
-from .configuration_vit_port import ViTPortConfig
-from .modeling_vit_port import ViTPortForImageClassification, ViTPortModel, ViTPortPreTrainedModel
+# Importing transformers' modeling stack creates millions of long-lived objects, and the cyclic collector would
+# scan them over and over while they are being created (about 0.5 s of a 2-core machine's import time). Nothing
+# they create is garbage, so collection waits until they exist.
+_collecting = gc.isenabled()
+gc.disable()
+try:
+    from transformers import AutoConfig, AutoModel, AutoModelForImageClassification
+
+    from .configuration_vit_port import ViTPortConfig
+    from .modeling_vit_port import ViTPortForImageClassification, ViTPortModel, ViTPortPreTrainedModel
+finally:
+    if _collecting:
+        gc.enable()
 
 AutoConfig.register(ViTPortConfig.model_type, ViTPortConfig, exist_ok=True)
 AutoModel.register(ViTPortConfig, ViTPortModel, exist_ok=True)

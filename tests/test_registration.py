@@ -97,3 +97,12 @@ def test_trust_remote_code_in_a_process_that_never_imports_the_package(saved_cla
     assert result.returncode == 0, result.stderr[-3000:]
     assert "ViTPortForImageClassification ViTPortModel" in result.stdout
     torch.testing.assert_close(torch.load(directory / "logits.pt"), expected)
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+def test_import_leaves_the_garbage_collector_as_it_found_it(enabled):
+    # The package pauses collection while transformers' modeling stack is imported; it must restore the caller's state.
+    script = f"import gc\nif not {enabled}: gc.disable()\nimport hf_vit_port\nprint(gc.isenabled())"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == str(enabled)
