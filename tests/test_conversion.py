@@ -139,7 +139,7 @@ def test_cli_convert_with_no_verify_and_settings(tmp_path, in1k_file, capsys):
     out = capsys.readouterr().out
     assert code == 0 and "not verified (--no-verify)" in out
     config = json.loads((tmp_path / "repo" / "config.json").read_text())
-    assert config["num_labels"] if "num_labels" in config else len(config["id2label"]) == 3
+    assert len(config["id2label"]) == 3
     assert config["drop_path_rate"] == 0.1
 
 
