@@ -26,16 +26,10 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 if str(REPO_ROOT) not in sys.path:  # `python bench/x.py` from anywhere
     sys.path.insert(0, str(REPO_ROOT))
 
-# The configurations the benchmarks use. "tiny" keeps the smoke test fast; the others are the official shapes.
+# "tiny" keeps the smoke test fast; every other variant is an official shape from hf_vit_port's presets table.
 TINY_MODEL = dict(
     image_size=32, patch_size=8, hidden_size=64, intermediate_size=128, num_attention_heads=4, num_hidden_layers=2
 )
-PRESET_SHAPES = {
-    "Ti/16": dict(hidden_size=192, intermediate_size=768, num_attention_heads=3, num_hidden_layers=12),
-    "S/16": dict(hidden_size=384, intermediate_size=1536, num_attention_heads=6, num_hidden_layers=12),
-    "B/16": dict(hidden_size=768, intermediate_size=3072, num_attention_heads=12, num_hidden_layers=12),
-    "L/16": dict(hidden_size=1024, intermediate_size=4096, num_attention_heads=16, num_hidden_layers=24),
-}
 
 
 @dataclass
@@ -267,9 +261,14 @@ def port_config(shape: dict[str, Any], **overrides: Any):
 
 
 def model_shape(args: argparse.Namespace, variant: str) -> dict[str, Any]:
+    """The encoder shape of `variant` ("B/16") at 224 px, or the tiny one under --tiny."""
     if args.tiny:
         return dict(TINY_MODEL)
-    return dict(image_size=224, patch_size=int(variant.split("/")[1]), **PRESET_SHAPES[variant])
+    from hf_vit_port.presets import preset_kwargs
+
+    preset = preset_kwargs(variant)
+    shape_keys = ("patch_size", "hidden_size", "intermediate_size", "num_attention_heads", "num_hidden_layers")
+    return dict(image_size=224, **{key: preset[key] for key in shape_keys})
 
 
 def randomise(model, seed: int = 0) -> None:
@@ -320,7 +319,7 @@ def images(config, batch: int, seed: int = 0):
     return torch.empty(batch, config.num_channels, size, size).uniform_(-1, 1, generator=torch.Generator().manual_seed(seed))
 
 
-def print_header(report: Report, args: argparse.Namespace) -> None:
+def print_header(report: Report) -> None:
     info = machine_info()
     report.note(
         f"{info['cpu']}, {info['cores']} cores, torch {info['torch']} ({info['torch_threads']} threads, "
@@ -332,23 +331,18 @@ def print_header(report: Report, args: argparse.Namespace) -> None:
 # Whole processes
 
 
-def run_measured(command: list[str], *, env: dict[str, str] | None = None, cwd: str | Path | None = None,
-                 capture: bool = True) -> tuple[str, int, int]:
-    """Run `command` as a fresh child; return (stdout, exit code, peak RSS in KiB of that child alone).
-    With `capture`, stderr is captured too and returned after stdout.
+def run_measured(command: list[str], *, env: dict[str, str] | None = None, cwd: str | Path | None = None
+                 ) -> tuple[str, int, int]:
+    """Run `command` as a fresh child; return (its stdout and stderr, exit code, peak RSS in KiB of that child alone).
 
     The peak comes from `os.wait4` on the child's pid: the rusage of exactly that process (and any descendants it
     waited for), unaffected by other children of this process.
     """
     import subprocess
 
-    process = subprocess.Popen(
-        command, stdout=subprocess.PIPE if capture else None, stderr=subprocess.STDOUT if capture else None,
-        text=True, env=env, cwd=cwd,
-    )
-    stdout = process.stdout.read() if capture else ""
-    if capture:
-        process.stdout.close()
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=cwd)
+    stdout = process.stdout.read()
+    process.stdout.close()
     _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
     return stdout, process.returncode, usage.ru_maxrss

@@ -20,7 +20,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import REPO_ROOT, Figure, Report, base_parser, print_header, run_measured
+from common import REPO_ROOT, Figure, Report, base_parser, interleaved, paired_ratio, print_header, run_measured
 from synthetic import ensure_in21k_file
 
 MINIMAL_CONVERTER = """
@@ -34,6 +34,10 @@ with np.load(sys.argv[1], allow_pickle=False) as archive:
     arrays = {key: archive[key] for key in archive.files}
 save_file(arrays, sys.argv[2])
 """
+
+
+# side -> (figure name part, label, time target against the minimal converter)
+SIDES = {"ours": ("noverify", "ours --no-verify", "<= 1.5"), "verified": ("verified", "ours verified", "<= 3.0")}
 
 
 def default_work_dir() -> Path:
@@ -77,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     work_dir = (args.work_dir or default_work_dir()).resolve()
     work_dir.mkdir(parents=True, exist_ok=True)
     report = Report(args, "conversion")
-    print_header(report, args)
+    print_header(report)
     code_root = Path(args.code_root).resolve() if args.code_root else REPO_ROOT
     if code_root != REPO_ROOT:
         report.note(f"measuring the conversion code of {code_root}")
@@ -107,42 +111,38 @@ def main(argv: list[str] | None = None) -> int:
         if args.tiny and args.repeats:
             repeats = args.repeats
         results: dict[str, list[dict]] = {name: [] for name in sides}
-        names = list(sides)
-        for round_index in range(repeats):
-            for name in names if round_index % 2 == 0 else names[::-1]:
-                results[name].append(measure(sides[name], env, code_root))
+        interleaved(
+            {name: lambda name=name: results[name].append(measure(sides[name], env, code_root)) for name in sides},
+            repeats,
+            warmup=0,
+        )
 
         def seconds(name):
             return [r["seconds"] for r in results[name]]
 
-        failures = {name: [r["returncode"] for r in rs if r["returncode"]] for name, rs in results.items()}
-        for side in ("ours", "verified"):
-            if side not in results:
-                continue
-            ratio = statistics.median(a / b for a, b in zip(seconds(side), seconds("minimal")))
-            errors = sorted({r["error"] for r in results[side] if r["returncode"]})
+        measured = [side for side in SIDES if side in results]
+        for side in measured:
+            kind, label, target = SIDES[side]
+            failures = [r for r in results[side] if r["returncode"]]
             failed = (
-                f"FAILED in {len(failures[side])} of {repeats} runs (exit {failures[side][0]}: {errors[0]})"
-                if failures[side] else ""
+                f"FAILED in {len(failures)} of {repeats} runs (exit {failures[0]['returncode']}: "
+                f"{sorted({r['error'] for r in failures})[0]})"
+                if failures else ""
             )
-            name = "convert_noverify" if side == "ours" else "convert_verified"
-            label = "ours --no-verify" if side == "ours" else "ours verified"
             report.add(
                 Figure(
-                    f"{name}_{tag}", label, statistics.median(seconds(side)), "minimal",
-                    statistics.median(seconds("minimal")), "s", ratio, "<= 1.5" if side == "ours" else "<= 3.0",
-                    note=failed, samples={label: seconds(side), "minimal": seconds("minimal")},
+                    f"convert_{kind}_{tag}", label, statistics.median(seconds(side)), "minimal",
+                    statistics.median(seconds("minimal")), "s", paired_ratio(seconds(side), seconds("minimal")),
+                    target, note=failed, samples={label: seconds(side), "minimal": seconds("minimal")},
                 )
             )
-        for side in ("ours", "verified"):
-            if side not in results:
-                continue
+        for side in measured:
+            kind, label, _ = SIDES[side]
             peak = max(r["peak_mib"] for r in results[side])
-            label = "ours --no-verify" if side == "ours" else "ours verified"
             report.add(
                 Figure(
-                    f"convert_{'noverify' if side == 'ours' else 'verified'}_peak_rss_{tag}", label, peak,
-                    "file size", size_mib, "MiB", peak / size_mib, "<= 2.2", aim="<= 1.2",
+                    f"convert_{kind}_peak_rss_{tag}", label, peak, "file size", size_mib, "MiB", peak / size_mib,
+                    "<= 2.2", aim="<= 1.2",
                     note=f"minimal converter peak {max(r['peak_mib'] for r in results['minimal']):.0f} MiB",
                 )
             )

@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     report = Report(args, "inference")
-    print_header(report, args)
+    print_header(report)
     if args.code_root:
         report.note(f"measuring the hf_vit_port package of {code_root}")
     shape = model_shape(args, args.variant)
@@ -89,12 +89,15 @@ def main(argv: list[str] | None = None) -> int:
             )
 
         if args.compile:
-            compile_figures(report, args, tag, ours, peer, pixels, runs, repeats, warmup)
+            models = {"fp32": (ours, pixels)}
+            if args.bf16:
+                models["bf16"] = (ours16, pixels16)
+            compile_figures(report, args, tag, models, runs, repeats, warmup)
     report.write()
     return 0
 
 
-def compile_figures(report, args, tag, ours, peer, pixels, eager_runs, repeats, warmup) -> None:
+def compile_figures(report, args, tag, models, eager_runs, repeats, warmup) -> None:
     """torch.compile'd ours (fp32 and bf16) against eager ours; reported only, no target.
 
     Inductor's freezing is on: under inference_mode it folds the weights into the graph as constants and prepacks
@@ -106,9 +109,7 @@ def compile_figures(report, args, tag, ours, peer, pixels, eager_runs, repeats, 
     inductor_config.freezing = True
 
     compiled = {}
-    for key, model, inputs in (("fp32", ours, pixels),) + (
-        (("bf16", copy.deepcopy(ours).to(torch.bfloat16), pixels.to(torch.bfloat16)),) if args.bf16 else ()
-    ):
+    for key, (model, inputs) in models.items():  # the eager models of the figures above, compiled
         try:
             fn = torch.compile(model)
             start = time.perf_counter()

@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     from hf_vit_port import ViTPortForImageClassification
 
     report = Report(args, "loading")
-    print_header(report, args)
+    print_header(report)
     if args.code_root:
         report.note(f"measuring the hf_vit_port package of {code_root}")
     work_dir = Path(args.work_dir) if args.work_dir else default_work_dir()
@@ -63,17 +63,12 @@ def main(argv: list[str] | None = None) -> int:
     for directory in (ours_dir, peer_dir):
         warm_page_cache(directory / "model.safetensors")
 
-    loaded = {}
-
-    def load(cls, directory, key):
-        def run():
-            loaded[key] = cls.from_pretrained(directory)
-            loaded.pop(key)  # free before the next load, as a fresh process would have it
-
-        return run
-
+    # Each loaded model is dropped as soon as it is made: the next load starts as a fresh process would.
     times = interleaved(
-        {"ours": load(ViTPortForImageClassification, ours_dir, "ours"), "peer": load(ViTModel, peer_dir, "peer")},
+        {
+            "ours": lambda: ViTPortForImageClassification.from_pretrained(ours_dir),
+            "peer": lambda: ViTModel.from_pretrained(peer_dir),
+        },
         repeats, warmup,
     )
     ours = ViTPortForImageClassification.from_pretrained(ours_dir)

@@ -15,7 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import REPO_ROOT, machine_info
+from common import REPO_ROOT, fmt, machine_info
 
 BENCH = Path(__file__).resolve().parent
 GPU_NOT_LENT = "not run: no GPU was lent to this task (bench/gpu.py runs where CUDA is available)"
@@ -108,8 +108,8 @@ def render(command: str, info: dict, results: list[dict], seconds: float, tiny: 
             target = figure["target"] + (f" (aim {figure['aim']})" if figure.get("aim") else "") if figure["target"] else "-"
             note = f" ({figure['note']})" if figure.get("note") else ""
             cells = [
-                f"`{figure['name']}`{note}", f"{figure['ours_label']} {_fmt(figure['ours'])}{unit}",
-                f"{figure['peer_label']} {_fmt(figure['peer'])}{unit}", f"{figure['ratio']:.2f}", target, met,
+                f"`{figure['name']}`{note}", f"{figure['ours_label']} {fmt(figure['ours'])}{unit}",
+                f"{figure['peer_label']} {fmt(figure['peer'])}{unit}", f"{figure['ratio']:.2f}", target, met,
             ]
             lines.append("| " + " | ".join(cell.replace("|", "\\|") for cell in cells) + " |")
     lines += ["", "## Per benchmark", ""]
@@ -124,12 +124,6 @@ def render(command: str, info: dict, results: list[dict], seconds: float, tiny: 
             lines += ["", "```"] + [figure["line"] for figure in result["figures"]] + ["```"]
         lines.append("")
     return "\n".join(lines).rstrip() + "\n"
-
-
-def _fmt(value: float) -> str:
-    from common import fmt
-
-    return fmt(value)
 
 
 if __name__ == "__main__":

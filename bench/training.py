@@ -11,6 +11,7 @@ the imported libraries, weights, gradients, AdamW state and the step's largest s
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -21,7 +22,7 @@ from common import (
     run_measured, set_threads, speed_figure, use_code_root,
 )
 
-DEFAULT_BATCH = {"tiny": 8}
+TINY_BATCH = 8
 
 
 def build(args, variant: str, gradient_checkpointing: bool, sides=("ours", "peer")):
@@ -57,7 +58,7 @@ def build(args, variant: str, gradient_checkpointing: bool, sides=("ours", "peer
 
 def batch_for(args, variant: str) -> int:
     if args.tiny or variant == "tiny":
-        return DEFAULT_BATCH["tiny"]
+        return TINY_BATCH
     return args.batch_b16 if variant == "B/16" else args.batch_small
 
 
@@ -118,9 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-small", type=int, default=16, help="batch of the configurations other than B/16")
     parser.add_argument("--batch-b16", type=int, default=8, help="batch of B/16")
     parser.add_argument("--memory-variant", default="B/16", help="shape whose memory is measured ('none' to skip)")
-    parser.add_argument("--memory-child", choices=("ours", "peer"), help=argparse_hidden())
-    parser.add_argument("--memory-child-variant", help=argparse_hidden())
-    parser.add_argument("--memory-child-checkpointing", action="store_true", help=argparse_hidden())
+    parser.add_argument("--memory-child", choices=("ours", "peer"), help=argparse.SUPPRESS)
+    parser.add_argument("--memory-child-variant", help=argparse.SUPPRESS)
+    parser.add_argument("--memory-child-checkpointing", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     code_root = use_code_root(args.code_root)
     set_threads(args.threads)
@@ -130,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     warmup = args.warmup if args.warmup is not None else 1
 
     report = Report(args, "training")
-    print_header(report, args)
+    print_header(report)
     if args.code_root:
         report.note(f"measuring the hf_vit_port package of {code_root}")
     variants = ["tiny"] if args.tiny else args.configs
@@ -168,12 +169,6 @@ def main(argv: list[str] | None = None) -> int:
         )
     report.write()
     return 0
-
-
-def argparse_hidden() -> str:
-    import argparse
-
-    return argparse.SUPPRESS
 
 
 if __name__ == "__main__":

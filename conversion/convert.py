@@ -19,17 +19,17 @@ import numpy as np
 import torch
 
 from hf_vit_port import ViTPortForImageClassification
+from hf_vit_port.configuration_vit_port import to_pair
 from hf_vit_port.npz_format import NpzCheckpoint, NpzFormatError, infer_architecture
 from hf_vit_port.npz_loading import LoadingSummary, build_from_checkpoint
 from hf_vit_port.processing import make_image_processor
 from hf_vit_port.stock import stock_config, to_stock_state_dict
 
-from .model_card import build_model_card
+from .model_card import FORMATS, build_model_card
 from .registry import OfficialCheckpoint
 from .verify import Reference, Verification, verify
 
 logger = logging.getLogger(__name__)
-FORMATS = ("vit_port", "stock")
 
 
 class ConversionError(RuntimeError):
@@ -94,29 +94,41 @@ def convert(
             # together, which keeps the verified conversion's peak memory at the unverified one's.
             reference = _reference(arrays)
             _release_freed_memory()
+            if overrides:
+                # The overridden model computes something else: verify an unmodified load of the same file, freed
+                # before the overridden model is built so that one model at a time is held.
+                verification = verify(_build(arrays, keep_zero_head=True), reference)
+                _release_freed_memory()
         model = _build(arrays, keep_zero_head=keep_zero_head, resample=resample, **overrides)
         summary, port_config = model._loading_summary, model.config
         notes = list(summary.notes)
-        if verify_outputs:
-            verification, verify_notes = _verify_against_original(arrays, model, overrides, reference)
-            notes += verify_notes
+        if verify_outputs and not overrides:
+            verification = verify(model, reference)
+        if verification is not None and overrides:
+            notes.append(
+                f"verified at the checkpoint's own configuration; the repo then applies {sorted(overrides)} "
+                f"(see the loading summary)"
+            )
         source["sha256"] = digest.result()
     output = _to_format(model, fmt)
-    del model
-    gc.collect()
+    del model  # the stock format holds copies of the weights: the port model's go now
     with _staging_dir(output_dir) as staging:
         output.save_pretrained(staging)
         make_image_processor(output.config).save_pretrained(staging)
         model_class = type(output)
+        reloaded = None
         if fmt == "vit_port":
             _check_written_weights(staging / "model.safetensors", output)
         else:  # transformers renames stock ViT weights on saving: compare what it loads back instead
-            _check_same_weights(model_class.from_pretrained(staging), output, staging)
-        del output  # the reload below must not hold a second copy of the weights
+            reloaded = model_class.from_pretrained(staging)
+            _check_same_weights(reloaded, output, staging)
+        del output  # the reloaded model must not sit beside a second copy of the weights
         _release_freed_memory()
         reload_verification = None
         if reference is not None and not overrides:
-            reload_verification = verify(model_class.from_pretrained(staging).eval(), reference, reloaded=True)
+            if reloaded is None:
+                reloaded = model_class.from_pretrained(staging)
+            reload_verification = verify(reloaded.eval(), reference, reloaded=True)
         card = build_model_card(
             config=port_config,
             repo_id=repo_id,
@@ -135,31 +147,16 @@ def _build(arrays: NpzCheckpoint, **kwargs: Any) -> ViTPortForImageClassificatio
 
 
 def _reference(arrays: NpzCheckpoint) -> Reference:
-    """The original's outputs at the checkpoint's own architecture (what `_verify_against_original` compares with)."""
+    """The original's outputs at the checkpoint's own architecture (what every verification compares with)."""
     architecture = infer_architecture(arrays)
-    image_size = architecture["image_size"]
-    size = tuple(image_size) if isinstance(image_size, (tuple, list)) else (image_size, image_size)
     try:
-        return Reference.compute(arrays, size, architecture["classifier"])
+        return Reference.compute(arrays, to_pair(architecture["image_size"]), architecture["classifier"])
     except (KeyError, ValueError, TypeError) as error:
         if isinstance(error, NpzFormatError):
             raise
         # The reference reads every array the model will; its complaint is about the file.
         message = error.args[0] if error.args else str(error)
         raise NpzFormatError(f"{arrays.path}: {message}") from None
-
-
-def _verify_against_original(arrays: NpzCheckpoint, model: torch.nn.Module, overrides: dict, reference: Reference):
-    """Verify at the checkpoint's own architecture; with overrides, verify an unmodified load of the same file."""
-    native = model
-    notes = []
-    if overrides:
-        native = _build(arrays, keep_zero_head=True)
-        notes.append(
-            f"verified at the checkpoint's own configuration; the repo then applies {sorted(overrides)} "
-            f"(see the loading summary)"
-        )
-    return verify(native, reference), notes
 
 
 def _to_format(model: ViTPortForImageClassification, fmt: str) -> torch.nn.Module:

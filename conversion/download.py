@@ -291,48 +291,17 @@ def _stream(
     mode = "ab" if start else "wb"
     # read1 returns what has arrived; read(n) waits for n bytes and loses them all if the connection fails meanwhile.
     read = getattr(response, "read1", response.read)
-    with open(partial, mode) as sink, _progress_bar(total, start, progress, label) as update:
+    from tqdm.auto import tqdm  # a dependency of huggingface_hub
+
+    bar = tqdm(total=total, initial=start, unit="B", unit_scale=True, unit_divisor=1024, desc=label, disable=not progress)
+    with open(partial, mode) as sink, bar:
         try:
             while chunk := read(CHUNK_SIZE):
                 sink.write(chunk)
-                update(len(chunk))
+                bar.update(len(chunk))
         except (OSError, http.client.HTTPException) as error:
             # Everything written so far stays in the .partial file (flushed when `sink` closes) for the resume.
             raise _TransientError(f"connection lost: {error!r}") from error
-
-
-class _NoBar:
-    """Stand-in for a tqdm bar when tqdm is missing or progress is off."""
-
-    def __enter__(self) -> Callable[[int], None]:
-        return lambda n: None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-class _TqdmBar:
-    """A tqdm byte counter, starting at the bytes a resumed download already has."""
-
-    def __init__(self, total: int | None, initial: int, label: str) -> None:
-        from tqdm.auto import tqdm
-
-        self._bar = tqdm(total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024, desc=label)
-
-    def __enter__(self) -> Callable[[int], None]:
-        return self._bar.update
-
-    def __exit__(self, *exc: object) -> None:
-        self._bar.close()
-
-
-def _progress_bar(total: int | None, initial: int, enabled: bool, label: str) -> _NoBar | _TqdmBar:
-    if not enabled:
-        return _NoBar()
-    try:
-        return _TqdmBar(total, initial, label)
-    except ImportError:
-        return _NoBar()
 
 
 # -- checks --------------------------------------------------------------------------------------------------------

@@ -24,6 +24,7 @@ from typing import Any
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from hf_vit_port.configuration_vit_port import ViTPortConfig, to_pair
+from hf_vit_port.presets import NUM_CLASSES_IMAGENET1K, NUM_CLASSES_IMAGENET21K
 
 from .registry import DEFAULT_BASE_URL, VARIANTS, OfficialCheckpoint
 
@@ -52,8 +53,6 @@ FORMATS = ("vit_port", "stock")
 LICENSE = "apache-2.0"  # google-research/vision_transformer releases code and checkpoints under Apache 2.0
 IMAGENET_21K = "imagenet-21k"
 IMAGENET_1K = "imagenet-1k"
-NUM_CLASSES_21K = 21843
-NUM_CLASSES_1K = 1000
 
 _UPSTREAM_REPO = "https://github.com/google-research/vision_transformer"
 _UPSTREAM_COMMIT = "c6de1e5"  # the commit the registry's numbers were read from
@@ -168,8 +167,8 @@ def _datasets(config: ViTPortConfig, checkpoint: OfficialCheckpoint | None) -> l
     """Every release was pre-trained on ImageNet-21k; the 1000-class ones were then fine-tuned on ImageNet-1k. For a
     file outside the registry only the head says anything, and only about the last dataset."""
     if checkpoint is not None:
-        return [IMAGENET_21K] + ([IMAGENET_1K] if checkpoint.num_classes == NUM_CLASSES_1K else [])
-    by_head = {NUM_CLASSES_21K: IMAGENET_21K, NUM_CLASSES_1K: IMAGENET_1K}
+        return [IMAGENET_21K] + ([IMAGENET_1K] if checkpoint.num_classes == NUM_CLASSES_IMAGENET1K else [])
+    by_head = {NUM_CLASSES_IMAGENET21K: IMAGENET_21K, NUM_CLASSES_IMAGENET1K: IMAGENET_1K}
     return [by_head[config.num_labels]] if config.num_labels in by_head else None
 
 
@@ -258,7 +257,7 @@ def _release_description(checkpoint: OfficialCheckpoint) -> str:
     pretraining = "pre-trained on ImageNet-21k"
     if checkpoint.collection == "augreg":
         pretraining += " with the AugReg recipe (How to train your ViT?)"
-    if checkpoint.num_classes == NUM_CLASSES_1K:
+    if checkpoint.num_classes == NUM_CLASSES_IMAGENET1K:
         return f"{pretraining} and fine-tuned on ImageNet-1k at {checkpoint.image_size} px"
     return f"{pretraining} at {checkpoint.image_size} px"
 

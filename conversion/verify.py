@@ -51,9 +51,8 @@ def model_outputs(model: torch.nn.Module, pixels: np.ndarray) -> dict[str, np.nd
             features = model.forward_head(tokens, pre_logits=True)
             logits = model.classifier(features) if model.config.num_labels > 0 else None
         elif hasattr(model, "classifier"):  # transformers' ViTForImageClassification: no pre-logits, CLS token
-            out = model(inputs, output_hidden_states=False)
-            logits = out.logits
             features = model.vit(inputs).last_hidden_state[:, 0]
+            logits = model.classifier(features)  # what its forward does with the CLS token
         else:  # ViTPortModel or transformers' ViTModel with its pooler holding the pre-logits layer
             features, logits = model(inputs).pooler_output, None
     return {

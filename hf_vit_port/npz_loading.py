@@ -54,7 +54,7 @@ def config_from_npz(
     """The configuration read from the arrays, with `overrides` applied; also returns notes on choices made."""
     inferred = infer_architecture(checkpoint)
     notes = []
-    if head_is_zero(checkpoint) and not keep_zero_head and "num_labels" not in overrides and "id2label" not in overrides:
+    if not keep_zero_head and "num_labels" not in overrides and "id2label" not in overrides and head_is_zero(checkpoint):
         message = (
             f"{checkpoint.path.name}: the classification head is all zeros (a 2020 ImageNet-21k release); the model "
             f"is built as a feature extractor without it. Pass keep_zero_head=True to keep that head."

@@ -291,11 +291,6 @@ class _Store:
             self._repos[repo.key] = repo
             return repo
 
-    def delete_repo(self, repo_type: str, repo_id: str) -> None:
-        with self.lock:
-            if self._repos.pop((repo_type, repo_id), None) is None:
-                raise _repo_not_found()
-
     def get(self, repo_type: str, repo_id: str) -> _Repo:
         with self.lock:
             repo = self._repos.get((repo_type, repo_id))
@@ -358,13 +353,6 @@ class _Store:
             if branch in repo.refs:
                 raise HubError(409, f"Reference already exists: refs/heads/{branch}")
             repo.refs[branch] = self.resolve(repo, starting_point or _DEFAULT_BRANCH).oid
-
-    def delete_branch(self, repo: _Repo, branch: str) -> None:
-        with self.lock:
-            if branch == _DEFAULT_BRANCH:
-                raise HubError(400, "Cannot delete the default branch")
-            if repo.refs.pop(branch, None) is None:
-                raise _revision_not_found(branch)
 
     def _commit_base(self, repo: _Repo, revision: str, parent_commit: str | None, create_pr: bool) -> _Commit:
         """The commit the new one builds upon, checking `parentCommit` (optimistic concurrency)."""
@@ -537,10 +525,6 @@ class _FaultQueue:
         with self._lock:
             self._faults.append(fault)
 
-    def clear(self) -> None:
-        with self._lock:
-            self._faults.clear()
-
     def take(self, method: str, path: str) -> tuple[float, _Fault | None]:
         """Consume the faults matching a request: (total delay, first matching fail/drop fault)."""
         with self._lock:
@@ -656,19 +640,16 @@ class _Api:
         self._uploads: dict[str, tuple[tuple[str, str], str, int]] = {}  # key -> (repo key, sha256, size)
         routes: list[tuple[str, str, _Handler_T]] = [
             ("POST", r"/api/repos/create", self.create_repo),
-            ("DELETE", r"/api/repos/delete", self.delete_repo),
             ("POST", r"/api/validate-yaml", self.validate_yaml),
             ("GET", r"/api/whoami-v2", self.whoami),
             ("GET", r"/api/agent-harnesses", self.agent_harnesses),
             ("GET", rf"/api/{_TYPE}/{_REPO}(?:/revision/(?P<rev>[^/]+))?", self.repo_info),
             ("GET", rf"/api/{_TYPE}/{_REPO}/tree/(?P<rev>[^/]+)(?:/(?P<path>.*))?", self.tree),
-            ("POST", rf"/api/{_TYPE}/{_REPO}/paths-info/(?P<rev>[^/]+)", self.paths_info),
             ("GET", rf"/api/{_TYPE}/{_REPO}/refs", self.refs),
             ("GET", rf"/api/{_TYPE}/{_REPO}/commits/(?P<rev>[^/]+)", self.list_commits),
             ("POST", rf"/api/{_TYPE}/{_REPO}/preupload/(?P<rev>[^/]+)", self.preupload),
             ("POST", rf"/api/{_TYPE}/{_REPO}/commit/(?P<rev>[^/]+)", self.commit),
             ("POST", rf"/api/{_TYPE}/{_REPO}/branch/(?P<branch>[^/]+)", self.create_branch),
-            ("DELETE", rf"/api/{_TYPE}/{_REPO}/branch/(?P<branch>[^/]+)", self.delete_branch),
             ("POST", rf"/{_PREFIX}{_REPO}\.git/info/lfs/objects/batch", self.lfs_batch),
             ("PUT", r"/__lfs/upload/(?P<key>[0-9a-f]+)", self.lfs_upload),
             ("POST", r"/__lfs/verify/(?P<key>[0-9a-f]+)", self.lfs_verify),
@@ -766,13 +747,6 @@ class _Api:
             raise
         return _Response.json({"url": url, "name": repo_id, "id": repo_id})
 
-    def delete_repo(self, request: _Request, params: dict[str, str]) -> _Response:
-        self._require_write(request)
-        payload = request.json()
-        namespace = payload.get("organization") or self._hub.user
-        self._store.delete_repo(payload.get("type") or "model", f"{namespace}/{payload.get('name')}")
-        return _Response.json({})
-
     def validate_yaml(self, request: _Request, params: dict[str, str]) -> _Response:
         self._role(request)  # anonymous is fine (ModelCard.validate sends no token), a bad token is not
         errors, warnings = validate_card_metadata(str(request.json().get("content", "")))
@@ -818,19 +792,6 @@ class _Api:
             raise _entry_not_found(folder, commit.oid)
         return _Response.json(entries)
 
-    def paths_info(self, request: _Request, params: dict[str, str]) -> _Response:
-        repo = self._readable_repo(request, params)
-        commit = self._store.resolve(repo, params["rev"])
-        form = parse_qs(request.body.decode(), keep_blank_values=True)
-        folders = _folders(commit.files)
-        infos = []
-        for path in (p.strip("/") for p in form.get("paths", [])):
-            if path in commit.files:
-                infos.append(_file_entry(path, commit.files[path]))
-            elif path in folders:
-                infos.append(_folder_entry(path, commit.files))
-        return _Response.json(infos)
-
     def refs(self, request: _Request, params: dict[str, str]) -> _Response:
         repo = self._readable_repo(request, params)
         with self._store.lock:
@@ -868,11 +829,6 @@ class _Api:
     def create_branch(self, request: _Request, params: dict[str, str]) -> _Response:
         repo = self._writable_repo(request, params)
         self._store.create_branch(repo, params["branch"], request.json().get("startingPoint"))
-        return _Response.json({})
-
-    def delete_branch(self, request: _Request, params: dict[str, str]) -> _Response:
-        repo = self._writable_repo(request, params)
-        self._store.delete_branch(repo, params["branch"])
         return _Response.json({})
 
     # ---- upload ---------------------------------------------------------------------------------------------
@@ -1221,9 +1177,6 @@ class HubServer:
     def delay_next(self, method: str, path_regex: str, seconds: float, times: int = 1) -> None:
         """Sleep `seconds` before handling the next matching request(s) (combines with fail/drop)."""
         self._faults.add(_Fault("delay", method.upper(), re.compile(path_regex), times, seconds=seconds))
-
-    def clear_faults(self) -> None:
-        self._faults.clear()
 
     # ---- state: seeding and inspection ----------------------------------------------------------------------
 

@@ -54,10 +54,6 @@ def converted(tmp_path, npz_file):
     return tmp_path / "repo"
 
 
-def remote_commits(hub):
-    return hub.commits(REPO) if hub.repo_exists(REPO) else []
-
-
 def test_convert_push_and_load_by_name_through_pipeline(hub, hf_home, tmp_path, npz_file, capsys):
     code = conversion_main(["convert", "--npz", str(npz_file), "--out", str(tmp_path / "repo"),
                             "--push-to-hub", REPO])

@@ -29,7 +29,7 @@ _EXPORTS = {
     "finetune": ("finetune", "freeze_backbone", "prepare_finetuning"),
     "images": ("BadImageError", "open_image"),
     "loading": ("load_for_finetuning", "load_model", "load_processor"),
-    "model_card": ("build_model_card", "push_to_hub", "write_model_card"),
+    "model_card": ("build_model_card", "push_to_hub"),
     "options": ("TrainingOptions",),
     "plots": ("plot_attention", "plot_patches", "plot_training_curves"),
     "predict": ("Prediction", "predict_images"),

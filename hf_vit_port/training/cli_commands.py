@@ -1,9 +1,9 @@
 """The training, evaluation and picture subcommands of `hf-vit-port`.
 
 `add_subcommands(subparsers)` registers `finetune`, `train-from-scratch`, `evaluate`, `predict`, `plot-patches`
-and `plot-attention` on an argparse sub-parser group. Each parser gets `handler` as a default (the function to
-call with the parsed arguments, returning the exit code), and the same mapping is returned and kept in
-`COMMANDS`. The training stack (Trainer, datasets, matplotlib) is imported inside the handlers only.
+and `plot-attention` on an argparse sub-parser group and returns each command's function (called with the parsed
+arguments, returning the exit code). The training stack (Trainer, datasets, matplotlib) is imported inside those
+functions only.
 """
 
 from __future__ import annotations
@@ -14,9 +14,6 @@ import sys
 from collections.abc import Callable
 from dataclasses import fields
 from typing import Any
-
-COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
-
 
 def _warmup(value: str) -> float:
     number = float(value)
@@ -180,8 +177,7 @@ def _options(args: argparse.Namespace, **overrides: Any):
     if args.num_workers is not None:
         values["num_workers"] = args.num_workers
     values.update(overrides)
-    known = {f.name for f in fields(TrainingOptions)}
-    return TrainingOptions(**{k: v for k, v in values.items() if k in known})
+    return TrainingOptions(**values)
 
 
 def _data_kwargs(args: argparse.Namespace) -> dict[str, Any]:
@@ -329,7 +325,7 @@ def run_plot_attention(args: argparse.Namespace) -> int:
 
 
 def add_subcommands(subparsers: argparse._SubParsersAction) -> dict[str, Callable[[argparse.Namespace], int]]:
-    """Register the subcommands on `subparsers`; returns {name: handler} (also set as each parser's `handler`)."""
+    """Register the subcommands on `subparsers`; returns {name: the function running it}."""
     from .options import TrainingOptions
     from .recipes import DEFAULT_DATASET, KERAS_CIFAR100
 
@@ -364,7 +360,6 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> dict[str, Callabl
         default=0.08,
         help="smallest area share of the random resized crop (default: 0.08)",
     )
-    finetune.set_defaults(handler=run_finetune)
 
     recipe = KERAS_CIFAR100
     scratch_defaults = dict(
@@ -408,7 +403,6 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> dict[str, Callabl
         default=recipe.normalisation_samples,
         help="training images used for the normalisation statistics (default: %(default)s)",
     )
-    scratch.set_defaults(handler=run_train_from_scratch)
 
     evaluate = subparsers.add_parser("evaluate", help=run_evaluate.__doc__, description=run_evaluate.__doc__)
     evaluate.add_argument("--model", required=True, help="ORG/NAME, a saved model directory, or a .npz file")
@@ -424,7 +418,6 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> dict[str, Callabl
     evaluate.add_argument("--top-k", type=int, default=5, help="k of top-k accuracy (default: 5)")
     evaluate.add_argument("--max-samples", type=int, default=None, help="evaluate the first N examples only")
     evaluate.add_argument("--output", default=None, help="also write the report as JSON to this file")
-    evaluate.set_defaults(handler=run_evaluate)
 
     predict = subparsers.add_parser("predict", help=run_predict.__doc__, description=run_predict.__doc__)
     predict.add_argument("images", nargs="+", metavar="IMAGE", help="image files, folders of images, or http(s) URLs")
@@ -437,14 +430,12 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> dict[str, Callabl
         default=None,
         help="refuse images with more pixels (decompression bombs; default: PIL's 89,478,485)",
     )
-    predict.set_defaults(handler=run_predict)
 
     patches = subparsers.add_parser("plot-patches", help=run_plot_patches.__doc__, description=run_plot_patches.__doc__)
     patches.add_argument("image", metavar="IMAGE", help="an image file or URL")
     patches.add_argument("--patch-size", type=int, default=16, help="patch side (default: 16)")
     patches.add_argument("--image-size", type=int, default=224, help="resize the image to this first (default: 224)")
     patches.add_argument("--output", required=True, help="PNG file to write")
-    patches.set_defaults(handler=run_plot_patches)
 
     attention = subparsers.add_parser(
         "plot-attention", help=run_plot_attention.__doc__, description=run_plot_attention.__doc__
@@ -458,19 +449,15 @@ def add_subcommands(subparsers: argparse._SubParsersAction) -> dict[str, Callabl
         help="how heads are combined per layer (default: mean, as Abnar & Zuidema)",
     )
     attention.add_argument("--output", required=True, help="PNG file to write")
-    attention.set_defaults(handler=run_plot_attention)
 
-    COMMANDS.update(
-        {
-            "finetune": run_finetune,
-            "train-from-scratch": run_train_from_scratch,
-            "evaluate": run_evaluate,
-            "predict": run_predict,
-            "plot-patches": run_plot_patches,
-            "plot-attention": run_plot_attention,
-        }
-    )
-    return dict(COMMANDS)
+    return {
+        "finetune": run_finetune,
+        "train-from-scratch": run_train_from_scratch,
+        "evaluate": run_evaluate,
+        "predict": run_predict,
+        "plot-patches": run_plot_patches,
+        "plot-attention": run_plot_attention,
+    }
 
 
-__all__ = ["COMMANDS", "add_subcommands"]
+__all__ = ["add_subcommands"]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -293,26 +293,16 @@ def with_transform(
     )
 
 
-def collate(examples: Sequence[dict[str, Any]]) -> dict[str, torch.Tensor]:
-    """Stack transformed examples into a batch for the model."""
-    batch = {"pixel_values": torch.stack([torch.as_tensor(e["pixel_values"]) for e in examples])}
-    if "labels" in examples[0]:
-        batch["labels"] = torch.tensor([int(e["labels"]) for e in examples], dtype=torch.long)
-    return batch
-
-
 def channel_statistics(
     dataset: Dataset,
     image_column: str,
     *,
-    size: tuple[int, int] | None = None,
     max_samples: int = 10_000,
     seed: int = 0,
 ) -> tuple[list[float], list[float]]:
     """
-    Per-channel mean and standard deviation of the images, in [0, 1] units, over up to `max_samples` of them
-    (resized to `size` first when given). The Keras recipe normalises with these, as its `Normalization` layer
-    adapted to the training data does.
+    Per-channel mean and standard deviation of the images, in [0, 1] units, over up to `max_samples` of them.
+    The Keras recipe normalises with these, as its `Normalization` layer adapted to the training data does.
     """
     dataset = undecoded(dataset, image_column)
     if len(dataset) > max_samples:
@@ -323,8 +313,6 @@ def channel_statistics(
     for batch in dataset.select_columns([image_column]).iter(batch_size=256):
         for cell in batch[image_column]:
             image = open_image(cell)
-            if size is not None:
-                image = image.resize((size[1], size[0]), resample=2)
             pixels = torch.frombuffer(bytearray(image.tobytes()), dtype=torch.uint8).to(torch.float64) / 255.0
             pixels = pixels.view(-1, 3)
             total += pixels.sum(0)

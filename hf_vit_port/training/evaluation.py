@@ -18,9 +18,10 @@ import numpy as np
 import torch
 from datasets import ClassLabel, Dataset
 from torch.utils.data import DataLoader
+from transformers import default_data_collator
 
 from ..metrics import load_accuracy_topk
-from .data import collate, detect_columns, drop_bad_images, encode_labels, load_image_dataset, with_transform
+from .data import detect_columns, drop_bad_images, encode_labels, load_image_dataset, with_transform
 from .loading import load_model, load_processor
 
 SPLIT_PREFERENCE = ("test", "validation", "valid", "val", "train")
@@ -156,7 +157,7 @@ def predict_logits(
     """(logits, labels) of `model` over a transformed dataset (one that yields `pixel_values` and `labels`)."""
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model = model.to(device).eval()
-    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=collate, num_workers=num_workers)
+    loader = DataLoader(dataset, batch_size=batch_size, collate_fn=default_data_collator, num_workers=num_workers)
     all_logits, all_labels = [], []
     for batch in loader:
         output = model(pixel_values=batch["pixel_values"].to(device))

@@ -113,21 +113,6 @@ def build_model_card(
     return ModelCard(f"---\n{data.to_yaml()}\n---\n\n" + "\n".join(lines))
 
 
-def write_model_card(
-    output_dir: str | Path,
-    description: RunDescription,
-    metrics: dict[str, float],
-    *,
-    id2label: dict[int, str],
-    options: TrainingOptions | None = None,
-    skipped: list[BadImageError] | None = None,
-) -> ModelCard:
-    """Write `README.md` into `output_dir` (not validated against the Hub: that needs the network)."""
-    card = build_model_card(description, metrics, id2label=id2label, options=options, skipped=skipped)
-    card.save(Path(output_dir) / "README.md")
-    return card
-
-
 def push_to_hub(folder: str | Path, repo_id: str, *, private: bool = False, token: str | None = None) -> str:
     """Publish the model folder (without training checkpoints) in one commit, through the converter's push: the card
     is validated, transient failures retried, errors explained and the token kept out of every message."""
@@ -144,4 +129,4 @@ def push_to_hub(folder: str | Path, repo_id: str, *, private: bool = False, toke
     return result.pr_url or result.commit_url
 
 
-__all__ = ["PUSH_IGNORE", "build_model_card", "eval_results", "push_to_hub", "write_model_card"]
+__all__ = ["PUSH_IGNORE", "build_model_card", "eval_results", "push_to_hub"]

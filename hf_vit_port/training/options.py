@@ -112,8 +112,6 @@ def training_arguments(options: TrainingOptions) -> TrainingArguments:
         fp16=fp16,
         eval_strategy=options.eval_strategy,
         save_strategy=options.eval_strategy,
-        eval_steps=options.eval_steps if step_schedule else None,
-        save_steps=options.eval_steps if step_schedule else None,
         logging_strategy="steps",
         logging_steps=options.logging_steps,
         logging_first_step=True,
@@ -137,9 +135,8 @@ def training_arguments(options: TrainingOptions) -> TrainingArguments:
             "activation_checkpointing" if "activation_checkpointing" in _argument_names() else "gradient_checkpointing"
         )
         arguments[name] = True
-    if not step_schedule:
-        arguments.pop("save_steps")
-        arguments.pop("eval_steps")
+    if step_schedule:
+        arguments.update(eval_steps=options.eval_steps, save_steps=options.eval_steps)
     arguments.update(options.extra_arguments)
     return TrainingArguments(**arguments)
 

@@ -17,11 +17,11 @@ from typing import Any
 
 import numpy as np
 from datasets import Dataset
-from transformers import EvalPrediction, PreTrainedModel, Trainer
+from transformers import EvalPrediction, PreTrainedModel, Trainer, default_data_collator
 from transformers.trainer_utils import get_last_checkpoint
 
 from ..metrics import load_accuracy_topk
-from .data import ImageClassificationData, collate, with_transform
+from .data import ImageClassificationData, with_transform
 from .options import TrainingOptions, training_arguments
 
 logger = logging.getLogger(__name__)
@@ -125,7 +125,7 @@ def build_trainer(
         args=training_arguments(options),
         train_dataset=train,
         eval_dataset=validation,
-        data_collator=collate,
+        data_collator=default_data_collator,
         compute_metrics=make_compute_metrics(),
         processing_class=processor,
         callbacks=callbacks,
@@ -154,7 +154,7 @@ def run_training(trainer: ViTPortTrainer) -> dict[str, float]:
     `README.md`; then push if asked. Returns all scores. Only the main process writes files, so this works
     unchanged under `torchrun` / `accelerate launch`.
     """
-    from .model_card import push_to_hub, write_model_card
+    from .model_card import build_model_card, push_to_hub
     from .plots import plot_training_curves
 
     data, options, description = trainer.data, trainer.options, trainer.description
@@ -190,7 +190,8 @@ def run_training(trainer: ViTPortTrainer) -> dict[str, float]:
     if trainer.is_world_process_zero():
         output = Path(options.output_dir)
         plot_training_curves(trainer.state.log_history, output / "training_curves.png")
-        write_model_card(output, description, metrics, id2label=data.id2label, options=options, skipped=data.skipped)
+        card = build_model_card(description, metrics, id2label=data.id2label, options=options, skipped=data.skipped)
+        card.save(output / "README.md")  # not validated against the Hub: that needs the network
         if options.push_to_hub:
             url = push_to_hub(output, options.push_to_hub, private=options.hub_private)
             print(f"Pushed to {url}")
