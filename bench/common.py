@@ -122,7 +122,9 @@ def base_parser(description: str) -> argparse.ArgumentParser:
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all cores)")
     parser.add_argument("--json-out", help="also write the figures as JSON here (used by run_all.py)")
     parser.add_argument("--code-root", default=None,
-                        help="measure the hf_vit_port/conversion packages of this checkout instead (to try a change)")
+                        help="measure the hf_vit_port plugin of this checkout instead (to try a change); the "
+                             "tooling (conversion) maps its folders at install time, so measure another checkout's "
+                             "conversion from a venv where that checkout is installed")
     return parser
 
 

@@ -82,9 +82,10 @@ def main(argv: list[str] | None = None) -> int:
     work_dir.mkdir(parents=True, exist_ok=True)
     report = Report(args, "conversion")
     print_header(report)
-    code_root = Path(args.code_root).resolve() if args.code_root else REPO_ROOT
-    if code_root != REPO_ROOT:
-        report.note(f"measuring the conversion code of {code_root}")
+    if args.code_root:
+        parser.error("--code-root cannot swap the conversion code: run this script from a venv where the other "
+                     "checkout is installed (pip install -e DIR)")
+    code_root = REPO_ROOT
     env = child_env(code_root)
     minimal = work_dir / "minimal_converter.py"
     minimal.write_text(MINIMAL_CONVERTER)

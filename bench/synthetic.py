@@ -1,5 +1,5 @@
 """Synthetic imagenet21k-style `.npz` files of the exact official shapes for the benchmarks (random weights, the
-21843-class zero head of the 2020 releases), written one array at a time by `conversion.synthetic`.
+21843-class zero head of the 2020 releases), written one array at a time by `hf_vit_port_tools.conversion.synthetic`.
 
     python bench/synthetic.py --variant B/16 --out /tmp/ViT-B_16.npz
 """
@@ -10,7 +10,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from conversion.synthetic import write_synthetic_npz
+from hf_vit_port_tools.conversion.synthetic import write_synthetic_npz
 from hf_vit_port import ViTPortConfig
 
 # "tiny" keeps the smoke test fast; the others are the official presets.

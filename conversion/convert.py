@@ -1,7 +1,12 @@
-"""One `.npz` checkpoint -> one verified, Hub-ready repo directory, written atomically."""
+"""One `.npz` checkpoint -> one verified, Hub-ready repo directory, written atomically.
 
-import ctypes
-import gc
+`convert` runs named steps: open the file (its architecture inferred once, from the array headers), compute the
+original's outputs with the NumPy reference, build and verify the model, write it into a staging directory beside
+the destination, check what was written, and move the finished repo into place.
+"""
+
+from __future__ import annotations
+
 import hashlib
 import json
 import logging
@@ -20,12 +25,12 @@ import torch
 
 from hf_vit_port import ViTPortForImageClassification
 from hf_vit_port.configuration_vit_port import to_pair
-from hf_vit_port.npz_format import NpzCheckpoint, NpzFormatError, infer_architecture
-from hf_vit_port.npz_loading import LoadingSummary, build_from_checkpoint
+from hf_vit_port.loading import LoadingSummary, NpzSource, load_checkpoint
+from hf_vit_port.npz_format import NpzFormatError
 from hf_vit_port.processing import make_image_processor
 from hf_vit_port.stock import stock_config, to_stock_state_dict
 
-from .model_card import FORMATS, build_model_card
+from ..hub.cards import FORMATS, converted_model_card
 from .registry import OfficialCheckpoint
 from .verify import Reference, Verification, verify
 
@@ -45,6 +50,13 @@ class ConversionResult:
     reload_verification: Verification | None
     summary: LoadingSummary
     notes: list[str] = field(default_factory=list)
+
+    @property
+    def max_abs_diff(self) -> float | None:
+        """The largest difference from the reference the verification measured (None when not verified)."""
+        if self.verification is None:
+            return None
+        return max(self.verification.max_abs_diff_features, self.verification.max_abs_diff_logits or 0.0)
 
 
 def sha256_of(path: Path, chunk_size: int = 1 << 20) -> str:
@@ -70,96 +82,76 @@ def convert(
 ) -> ConversionResult:
     """
     Convert `npz_path` into a repo at `output_dir`: `model.safetensors`, `config.json` with label names,
-    `preprocessor_config.json`, the modeling code (vit_port format) and a model card.
+    `preprocessor_config.json`, the modeling code (vit_port format) and a model card. `checkpoint` is the file's
+    registry entry (for the card), `repo_id` the Hub repo the card's snippets name.
 
     With `verify_outputs`, the model is checked against an independent NumPy forward pass of the file's arrays
     before anything is written, and the written repo is reloaded and checked again. Nothing appears at
     `output_dir` unless every step succeeds.
     """
-    if fmt not in FORMATS:
-        raise ConversionError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
     npz_path, output_dir = Path(npz_path), Path(output_dir)
-    if output_dir.exists() and not overwrite:
-        raise ConversionError(f"{output_dir} already exists; pass --overwrite to replace it")
-    with NpzCheckpoint(npz_path) as arrays, ThreadPoolExecutor(max_workers=1) as hashing:
+    _check_request(fmt, output_dir, overwrite)
+    with NpzSource(npz_path) as source, ThreadPoolExecutor(max_workers=1) as hashing:
         # Opened first: it explains a missing, empty or damaged file best. The digest (for the model card) is
         # computed alongside the conversion: hashlib releases the GIL, so it costs no wall time on a second core.
         digest = hashing.submit(sha256_of, npz_path)
-        source = {"file": npz_path.name, "sha256": None, "size": npz_path.stat().st_size}
-        if checkpoint is not None:
-            source["url"] = checkpoint.url_for()
-        verification = reference = None
-        if verify_outputs:
-            # The float64 reference before the model exists: its activations and the weights are never resident
-            # together, which keeps the verified conversion's peak memory at the unverified one's.
-            reference = _reference(arrays)
-            _release_freed_memory()
-            if overrides:
-                # The overridden model computes something else: verify an unmodified load of the same file, freed
-                # before the overridden model is built so that one model at a time is held.
-                verification = verify(_build(arrays, keep_zero_head=True), reference)
-                _release_freed_memory()
-        model = _build(arrays, keep_zero_head=keep_zero_head, resample=resample, **overrides)
-        summary, port_config = model._loading_summary, model.config
-        notes = list(summary.notes)
-        if verify_outputs and not overrides:
-            verification = verify(model, reference)
-        if verification is not None and overrides:
-            notes.append(
-                f"verified at the checkpoint's own configuration; the repo then applies {sorted(overrides)} "
-                f"(see the loading summary)"
-            )
-        source["sha256"] = digest.result()
-    output = _to_format(model, fmt)
+        reference = _reference(source) if verify_outputs else None
+        model, summary, verification = _build_verified(source, reference, resample, keep_zero_head, overrides)
+        provenance = {"file": npz_path.name, "sha256": digest.result(), "size": npz_path.stat().st_size}
+    notes = list(summary.notes)
+    if verification is not None and overrides:
+        notes.append(f"verified at the checkpoint's own configuration; the repo then applies {sorted(overrides)} "
+                     f"(see the loading summary)")
+    port_config, output = model.config, to_format(model, fmt)
     del model  # the stock format holds copies of the weights: the port model's go now
     with _staging_dir(output_dir) as staging:
-        output.save_pretrained(staging)
-        make_image_processor(output.config).save_pretrained(staging)
-        model_class = type(output)
-        reloaded = None
-        if fmt == "vit_port":
-            _check_written_weights(staging / "model.safetensors", output)
-        else:  # transformers renames stock ViT weights on saving: compare what it loads back instead
-            reloaded = model_class.from_pretrained(staging)
-            _check_same_weights(reloaded, output, staging)
-        del output  # the reloaded model must not sit beside a second copy of the weights
-        _release_freed_memory()
-        reload_verification = None
-        if reference is not None and not overrides:
-            if reloaded is None:
-                reloaded = model_class.from_pretrained(staging)
-            reload_verification = verify(reloaded.eval(), reference, reloaded=True)
-        card = build_model_card(
-            config=port_config,
-            repo_id=repo_id,
-            source=source,
-            verification=None if verification is None else verification.as_dict(),
-            checkpoint=checkpoint,
-            fmt=fmt,
-        )
+        reload_verification = _write_checked(output, staging, None if overrides else reference)
+        card = converted_model_card(config=port_config, repo_id=repo_id, source=provenance, checkpoint=checkpoint,
+                                    verification=None if verification is None else verification.as_dict(), fmt=fmt)
         card.save(staging / "README.md")
         _publish(staging, output_dir, overwrite)
-    return ConversionResult(output_dir, fmt, source, verification, reload_verification, summary, notes)
+    return ConversionResult(output_dir, fmt, provenance, verification, reload_verification, summary, notes)
 
 
-def _build(arrays: NpzCheckpoint, **kwargs: Any) -> ViTPortForImageClassification:
-    return build_from_checkpoint(ViTPortForImageClassification, arrays, **kwargs)
+def _check_request(fmt: str, output_dir: Path, overwrite: bool) -> None:
+    if fmt not in FORMATS:
+        raise ConversionError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
+    if output_dir.exists() and not overwrite:
+        raise ConversionError(f"{output_dir} already exists; pass --overwrite to replace it")
 
 
-def _reference(arrays: NpzCheckpoint) -> Reference:
+def _reference(source: NpzSource) -> Reference:
     """The original's outputs at the checkpoint's own architecture (what every verification compares with)."""
-    architecture = infer_architecture(arrays)
+    architecture = source.architecture()
     try:
-        return Reference.compute(arrays, to_pair(architecture["image_size"]), architecture["classifier"])
+        return Reference.compute(source.checkpoint, to_pair(architecture["image_size"]), architecture["classifier"])
     except (KeyError, ValueError, TypeError) as error:
         if isinstance(error, NpzFormatError):
             raise
         # The reference reads every array the model will; its complaint is about the file.
         message = error.args[0] if error.args else str(error)
-        raise NpzFormatError(f"{arrays.path}: {message}") from None
+        raise NpzFormatError(f"{source.name}: {message}") from None
 
 
-def _to_format(model: ViTPortForImageClassification, fmt: str) -> torch.nn.Module:
+def _build_verified(
+    source: NpzSource, reference: Reference | None, resample: str, keep_zero_head: bool, overrides: dict[str, Any]
+) -> tuple[ViTPortForImageClassification, LoadingSummary, Verification | None]:
+    """The converted model and its summary; verified against `reference` when there is one."""
+    verification = None
+    if reference is not None and overrides:
+        # The overridden model computes something else: verify an unmodified load of the same file, freed before
+        # the overridden model is built so that one model at a time is held.
+        unmodified, _ = load_checkpoint(source, keep_zero_head=True)
+        verification = verify(unmodified, reference)
+        del unmodified
+    model, summary = load_checkpoint(source, resample=resample, keep_zero_head=keep_zero_head, **overrides)
+    if reference is not None and not overrides:
+        verification = verify(model, reference)
+    return model, summary, verification
+
+
+def to_format(model: ViTPortForImageClassification, fmt: str) -> torch.nn.Module:
+    """The model in the requested repo format: itself, or transformers' own ViT classes with the same weights."""
     if fmt == "vit_port":
         return model
     from transformers import ViTForImageClassification, ViTModel
@@ -168,21 +160,40 @@ def _to_format(model: ViTPortForImageClassification, fmt: str) -> torch.nn.Modul
     if config.representation_size is None and config.num_labels > 0:
         stock = ViTForImageClassification(stock_config(config, for_classification=True))
         state = to_stock_state_dict(model.state_dict())
+    elif config.num_labels > 0:
+        raise ConversionError(
+            "--format stock cannot hold a head on top of a pre-logits layer (transformers' "
+            "ViTForImageClassification has no pre-logits); drop the head with --set num_labels=0 or use the "
+            "vit_port format"
+        )
+    elif config.representation_size is None:
+        raise ConversionError("--format stock for a model without head and pre-logits is not supported")
     else:
-        if config.num_labels > 0:
-            raise ConversionError(
-                "--format stock cannot hold a head on top of a pre-logits layer (transformers' "
-                "ViTForImageClassification has no pre-logits); drop the head with --set num_labels=0 or use the "
-                "vit_port format"
-            )
         stock = ViTModel(stock_config(config, for_classification=False), add_pooling_layer=True)
         state = to_stock_state_dict(model.vit.state_dict())
-        if config.representation_size is None:
-            raise ConversionError("--format stock for a model without head and pre-logits is not supported")
     missing, unexpected = stock.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise ConversionError(f"stock mapping incomplete: missing {missing}, unexpected {unexpected}")
     return stock.eval()
+
+
+def _write_checked(output: torch.nn.Module, staging: Path, reference: Reference | None) -> Verification | None:
+    """Save the model and its image processor into `staging`, check the written weights, and (with a reference)
+    verify the repo as `from_pretrained` loads it."""
+    output.save_pretrained(staging)
+    make_image_processor(output.config).save_pretrained(staging)
+    model_class = type(output)
+    if model_class is ViTPortForImageClassification:
+        _check_written_weights(staging / "model.safetensors", output)
+        reloaded = None
+    else:  # transformers renames stock ViT weights on saving: compare what it loads back instead
+        reloaded = model_class.from_pretrained(staging)
+        _check_same_weights(reloaded, output, staging)
+    del output  # the reloaded model must not sit beside a second copy of the weights
+    if reference is None:
+        return None
+    reloaded = reloaded if reloaded is not None else model_class.from_pretrained(staging)
+    return verify(reloaded.eval(), reference, reloaded=True)
 
 
 def _check_written_weights(path: Path, written: torch.nn.Module) -> None:
@@ -205,16 +216,6 @@ def _check_written_weights(path: Path, written: torch.nn.Module) -> None:
             data = np.frombuffer(stream.read(end - begin), np.uint8)
             if list(entry["shape"]) != list(tensor.shape) or not np.array_equal(data, tensor.view(-1).view(torch.uint8).numpy()):
                 raise ConversionError(f"{path}: {name} differs from the converted model's weights")
-
-
-def _release_freed_memory() -> None:
-    """Collect, then hand freed heap memory back to the OS: glibc otherwise keeps the freed weights resident, and a
-    reload (whose tensors are mapped from the file) would add a second copy's worth to the peak."""
-    gc.collect()
-    try:
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
-    except (OSError, AttributeError):  # not glibc: nothing to trim
-        pass
 
 
 def _check_same_weights(reloaded: torch.nn.Module, written: torch.nn.Module, directory: Path) -> None:

@@ -33,7 +33,9 @@ which a Content-Length or a file on disk can be compared with. The computed size
 (``tests/test_registry.py`` checks that), which is also what confirms ``image_size`` and ``representation_size``
 for each file.
 
-The architectures come from `hf_vit_port.presets`, the project's one table of variants.
+The architectures come from `hf_vit_port.presets`, the project's one table of variants, read only where dimensions are
+needed: this module imports no torch, so `hf-vit-port list` starts fast. The head widths (21843, 1000) are facts
+about the files, recorded here per collection; tests check them against the presets' release table.
 """
 
 from __future__ import annotations
@@ -45,7 +47,6 @@ import re
 import urllib.parse
 from dataclasses import dataclass
 
-from hf_vit_port.presets import WIDTHS, parse_variant
 
 __all__ = [
     "BASE_URL_ENV_VAR",
@@ -53,7 +54,6 @@ __all__ = [
     "DEFAULT_BASE_URL",
     "OfficialCheckpoint",
     "UnknownCheckpointError",
-    "VARIANTS",
     "get_checkpoint",
     "list_checkpoints",
     "resolve_base_url",
@@ -68,17 +68,8 @@ BASE_URL_ENV_VAR = "HF_VIT_PORT_BASE_URL"
 SIZE_TOLERANCE_FRACTION = 0.005
 SIZE_TOLERANCE_MIN_BYTES = 1 << 20
 
-# variant -> (hidden_size, num_layers, num_heads, mlp_dim, patch_size), from vit_jax/configs/models.py.
-def _dimensions(variant: str) -> tuple[int, int, int, int, int]:
-    """(hidden, layers, heads, mlp, patch) of a variant, from the presets' single table."""
-    width, patch_size, _ = parse_variant(variant)
-    hidden, mlp, heads, layers = WIDTHS[width]
-    return hidden, layers, heads, mlp, patch_size
-
-
-VARIANTS: dict[str, tuple[int, int, int, int, int]] = {
-    name: _dimensions(name) for name in ("Ti/16", "S/16", "S/32", "B/8", "B/16", "B/32", "L/16", "L/32", "H/14")
-}
+IMAGENET21K_CLASSES = 21843  # the head of every imagenet21k and AugReg upstream file
+IMAGENET1K_CLASSES = 1000  # the head of every ImageNet-1k fine-tune
 
 _SRC_README = "google-research/vision_transformer README.md (commit c6de1e5)"
 _SRC_README_TABLE = _SRC_README + ", table of recommended AugReg checkpoints ('Imagenet accuracy' column)"
@@ -104,10 +95,10 @@ class OfficialCheckpoint:
             ``"imagenet21k+imagenet2012/ViT-L_16-224"``, or for AugReg the file name stem.
         path: Object path inside the bucket, unescaped (``"imagenet21k+imagenet2012/ViT-B_16.npz"``).
         collection: Bucket folder: ``"imagenet21k"``, ``"imagenet21k+imagenet2012"`` or ``"augreg"``.
-        variant: Architecture, as in the papers (``"B/16"``); see `VARIANTS`.
+        variant: Architecture, as in the papers (``"B/16"``); see `hf_vit_port.presets`.
         image_size: Resolution the file was trained / fine-tuned at (its position-embedding grid).
         num_classes: Width of the classifier head (21843 ImageNet-21k, 1000 ImageNet-1k).
-        representation_size: Width of the pre-logits layer, or None when the file has none.
+        has_pre_logits: Whether the file has a pre-logits layer (see `representation_size`).
         hub_name: Short name of the Hub repository this project publishes the file under.
         top1: ImageNet-1k top-1 (%) the authors published for this exact file, else None.
         top1_source: Where `top1` is published.
@@ -125,7 +116,7 @@ class OfficialCheckpoint:
     variant: str
     image_size: int
     num_classes: int
-    representation_size: int | None
+    has_pre_logits: bool
     hub_name: str
     top1: float | None = None
     top1_source: str | None = None
@@ -138,40 +129,27 @@ class OfficialCheckpoint:
 
     # -- architecture -------------------------------------------------------------------------------------------
 
-    @property
-    def hidden_size(self) -> int:
-        """Transformer width."""
-        return VARIANTS[self.variant][0]
+    def dimensions(self) -> tuple[int, int, int, int, int]:
+        """(hidden size, layers, heads, MLP size, patch size) of the variant, from the presets table."""
+        from hf_vit_port.presets import variant_dimensions  # the plugin loads only when dimensions are needed
+
+        width, patch = variant_dimensions(self.variant)
+        return width.hidden_size, width.num_hidden_layers, width.num_attention_heads, width.intermediate_size, patch
 
     @property
-    def num_layers(self) -> int:
-        """Number of encoder blocks."""
-        return VARIANTS[self.variant][1]
-
-    @property
-    def num_heads(self) -> int:
-        """Attention heads per block."""
-        return VARIANTS[self.variant][2]
-
-    @property
-    def mlp_dim(self) -> int:
-        """Hidden width of the MLP blocks."""
-        return VARIANTS[self.variant][3]
-
-    @property
-    def patch_size(self) -> int:
-        """Side of the square patches, in pixels."""
-        return VARIANTS[self.variant][4]
+    def representation_size(self) -> int | None:
+        """Width of the pre-logits layer (as wide as the encoder), or None when the file has none."""
+        return self.dimensions()[0] if self.has_pre_logits else None
 
     @property
     def label_set(self) -> str:
         """Name of the label set of the head, for ``hf_vit_port.labels.load_labels``."""
-        return "imagenet21k" if self.num_classes == 21843 else "imagenet1k"
+        return "imagenet21k" if self.num_classes == IMAGENET21K_CLASSES else "imagenet1k"
 
     @property
     def num_params(self) -> int:
         """Number of parameters stored in the file (embedding, encoder, pre-logits, head)."""
-        d, layers, _, mlp, patch = VARIANTS[self.variant]
+        d, layers, _, mlp, patch = self.dimensions()
         tokens = (self.image_size // patch) ** 2 + 1
         count = patch * patch * 3 * d + d  # patch embedding (conv kernel + bias)
         count += d + tokens * d  # class token, position embeddings
@@ -194,6 +172,11 @@ class OfficialCheckpoint:
     def url(self) -> str:
         """Download URL under the base URL in effect now (see `url_for`)."""
         return self.url_for()
+
+    @property
+    def official_url(self) -> str:
+        """The file's URL in the public bucket, whatever mirror it is downloaded from."""
+        return self.url_for(DEFAULT_BASE_URL)
 
     def url_for(self, base_url: str | None = None) -> str:
         """Return where to download this file from.
@@ -291,10 +274,10 @@ def _original(
         collection=collection,
         variant=variant,
         image_size=image_size,
-        num_classes=21843 if in21k else 1000,
+        num_classes=IMAGENET21K_CLASSES if in21k else IMAGENET1K_CLASSES,
         # The original imagenet21k files keep the pre-logits layer (as wide as the encoder); the fine-tuned files drop
         # it. The listed sizes confirm both (a B model's pre-logits layer is 2.25 MiB).
-        representation_size=VARIANTS[variant][0] if in21k else None,
+        has_pre_logits=in21k,
         hub_name=hub_name,
         top1=top1,
         top1_source=top1_source,
@@ -329,8 +312,8 @@ def _augreg(
         collection="augreg",
         variant=variant,
         image_size=image_size,
-        num_classes=21843 if upstream is None else 1000,
-        representation_size=None,  # AugReg models have no pre-logits layer (listed sizes confirm it)
+        num_classes=IMAGENET21K_CLASSES if upstream is None else IMAGENET1K_CLASSES,
+        has_pre_logits=False,  # AugReg models have no pre-logits layer (listed sizes confirm it)
         hub_name=hub_name,
         top1=top1,
         top1_source=top1_source,

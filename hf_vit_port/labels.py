@@ -7,13 +7,15 @@ class, in class-index order, so line ``i`` is the class that logit ``i`` scores.
 * ``"imagenet21k"``: the 21843 classes of Google's ImageNet-21k (fall 2011 release plus n03931044 and n09859684),
   sorted by WordNet id; the label space of every ``gs://vit_models/imagenet21k/`` and AugReg ``i21k`` checkpoint.
 
-This module uses only the standard library and imports nothing else from the project.
+The class counts come from `presets`, the project's one table of release facts.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib.resources
+
+from .presets import NUM_CLASSES_IMAGENET1K, NUM_CLASSES_IMAGENET21K
 
 __all__ = ["LABEL_SETS", "NUM_CLASSES", "load_labels", "load_synsets", "labels_for_num_classes"]
 
@@ -26,7 +28,7 @@ _FILES: dict[str, str] = {
 LABEL_SETS: tuple[str, ...] = tuple(_FILES)
 """The label-set names that `load_labels` and `load_synsets` accept."""
 
-NUM_CLASSES: dict[str, int] = {"imagenet1k": 1000, "imagenet21k": 21843}
+NUM_CLASSES: dict[str, int] = {"imagenet1k": NUM_CLASSES_IMAGENET1K, "imagenet21k": NUM_CLASSES_IMAGENET21K}
 """Number of classes of each label set (the files are checked against it when read)."""
 
 _BY_NUM_CLASSES: dict[int, str] = {count: name for name, count in NUM_CLASSES.items()}

@@ -269,12 +269,17 @@ class ViTPortPreTrainedModel(PreTrainedModel):
         adapted (`resample` names the position-embedding resize) or initialised fresh, as
         `model.loading_summary()` reports.
         """
-        from .npz_loading import load_npz_model
+        try:  # absolute and guarded: the copy of this file that repos ship for trust_remote_code has no loader
+            from hf_vit_port.loading import load_checkpoint
+        except ImportError as error:
+            raise ImportError("from_npz needs the hf-vit-port package (pip install hf-vit-port).") from error
 
-        return load_npz_model(cls, path, resample=resample, **config_overrides)
+        model, summary = load_checkpoint(path, cls, resample=resample, **config_overrides)
+        model._loading_summary = summary
+        return model
 
     def loading_summary(self, *, print_summary: bool = True) -> list[dict[str, str]]:
-        """What happened to every parameter when this model was built from a checkpoint (see `from_npz`)."""
+        """What happened to every parameter when this model was built with `from_npz`."""
         summary = getattr(self, "_loading_summary", None)
         if summary is None:
             raise ValueError("This model was not loaded with from_npz, so there is no loading summary to show.")

@@ -313,11 +313,6 @@ def infer_architecture(checkpoint: NpzCheckpoint) -> dict[str, Any]:
     }
 
 
-def head_is_zero(checkpoint: NpzCheckpoint) -> bool:
-    """The 2020 ImageNet-21k releases ship an all-zero head: features only, no classifier."""
-    return "head/kernel" in checkpoint and not checkpoint["head/kernel"].any() and not checkpoint["head/bias"].any()
-
-
 def torch_parameters(checkpoint: NpzCheckpoint) -> Iterator[tuple[str, list[str], Callable[[], np.ndarray]]]:
     """
     The transpose map: yields (parameter name in `ViTPortModel`, canonical keys it is made of, how to make it).

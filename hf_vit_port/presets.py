@@ -2,24 +2,35 @@
 
 A variant is named as in the papers and big_vision ("B/16": width B, 16-pixel patches). The official file
 names ("ViT-B_16", "ViT-B_16-224") are accepted too, so a preset can be named straight from a checkpoint.
+This module is the project's only table of variants: the configuration, the registry of official checkpoints and
+the model cards all read it.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, NamedTuple
 
-# width letter -> (hidden_size, intermediate_size, num_attention_heads, num_hidden_layers), as published.
-WIDTHS: dict[str, tuple[int, int, int, int]] = {
-    "Ti": (192, 768, 3, 12),
-    "S": (384, 1536, 6, 12),
-    "B": (768, 3072, 12, 12),
-    "L": (1024, 4096, 16, 24),
-    "H": (1280, 5120, 16, 32),
+
+class Width(NamedTuple):
+    """The encoder dimensions a width letter stands for, as published."""
+
+    hidden_size: int
+    intermediate_size: int
+    num_attention_heads: int
+    num_hidden_layers: int
+
+
+WIDTHS: dict[str, Width] = {
+    "Ti": Width(192, 768, 3, 12),
+    "S": Width(384, 1536, 6, 12),
+    "B": Width(768, 3072, 12, 12),
+    "L": Width(1024, 4096, 16, 24),
+    "H": Width(1280, 5120, 16, 32),
 }
 
-# The variants Google released weights for; other letter/patch pairs still decode, this list is for docs and tests.
-OFFICIAL_VARIANTS = ("Ti/16", "S/16", "B/8", "B/16", "B/32", "L/16", "L/32", "H/14")
+# The variants Google released weights for (S/32 only in AugReg); other letter/patch pairs still decode.
+OFFICIAL_VARIANTS = ("Ti/16", "S/16", "S/32", "B/8", "B/16", "B/32", "L/16", "L/32", "H/14")
 
 NUM_CLASSES_IMAGENET21K = 21843
 NUM_CLASSES_IMAGENET1K = 1000
@@ -51,22 +62,31 @@ def parse_variant(name: str) -> tuple[str, int, int | None]:
     return match.group("width"), int(match.group("patch")), int(resolution) if resolution else None
 
 
+def variant_dimensions(variant: str) -> tuple[Width, int]:
+    """(the width's dimensions, patch size) of a variant name."""
+    width, patch_size, _ = parse_variant(variant)
+    return WIDTHS[width], patch_size
+
+
+def variant_of(hidden_size: int, num_hidden_layers: int, num_attention_heads: int, intermediate_size: int,
+               patch_size: tuple[int, int]) -> str | None:
+    """The official variant ("B/16") with these dimensions, or None for a custom shape."""
+    dimensions = Width(hidden_size, intermediate_size, num_attention_heads, num_hidden_layers)
+    for name in OFFICIAL_VARIANTS:
+        width, patch = variant_dimensions(name)
+        if width == dimensions and patch_size == (patch, patch):
+            return name
+    return None
+
+
 def preset_kwargs(variant: str, dataset: str = "imagenet21k") -> dict[str, Any]:
     """Config keyword arguments for an official variant trained on `dataset`."""
     if dataset not in DATASETS:
         raise ValueError(f"Unknown dataset {dataset!r} for a ViT preset; choose one of {', '.join(DATASETS)}.")
     width, patch_size, resolution = parse_variant(variant)
-    hidden_size, intermediate_size, num_heads, num_layers = WIDTHS[width]
     defaults = dict(DATASETS[dataset])
     if defaults["representation_size"] == "hidden":
-        defaults["representation_size"] = hidden_size
+        defaults["representation_size"] = WIDTHS[width].hidden_size
     if resolution is not None:
         defaults["image_size"] = resolution
-    return {
-        "patch_size": patch_size,
-        "hidden_size": hidden_size,
-        "intermediate_size": intermediate_size,
-        "num_attention_heads": num_heads,
-        "num_hidden_layers": num_layers,
-        **defaults,
-    }
+    return {"patch_size": patch_size, **WIDTHS[width]._asdict(), **defaults}

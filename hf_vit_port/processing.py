@@ -1,8 +1,10 @@
 """The preprocessing of the original releases as a transformers image processor."""
 
-from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
+import os
+from typing import Any
 
 from transformers import PretrainedConfig
+from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
 
 from .configuration_vit_port import to_pair
 
@@ -25,3 +27,25 @@ def make_image_processor(config: PretrainedConfig) -> ViTImageProcessorPil:
         image_mean=[0.5, 0.5, 0.5],
         image_std=[0.5, 0.5, 0.5],
     )
+
+
+def image_processor_for(source: str | os.PathLike, config: PretrainedConfig) -> Any:
+    """
+    The checkpoint's own image processor, sized for `config` (which may have another resolution than the
+    checkpoint). `.npz` files, and repos without a processor, get the original releases' preprocessing.
+    """
+    from transformers import AutoImageProcessor
+
+    from .loading import is_npz
+
+    processor = None
+    if not is_npz(source):
+        try:
+            processor = AutoImageProcessor.from_pretrained(str(source))
+        except (OSError, ValueError):
+            processor = None
+    if processor is None:
+        return make_image_processor(config)
+    height, width = to_pair(config.image_size)
+    processor.size = {"height": height, "width": width}
+    return processor

@@ -10,8 +10,8 @@ import torch
 from conftest import tiny_config
 from npz_factory import make_hybrid_params, make_official_params, write_npz
 
-import conversion.convert as convert_module
-from conversion.cli import main as conversion_main
+import hf_vit_port_tools.conversion.convert as convert_module
+from hf_vit_port_tools.cli import main as conversion_main
 from hf_vit_port import ViTPortConfig, ViTPortForImageClassification
 
 BLOCK1 = "Transformer/encoderblock_1/"
@@ -160,17 +160,17 @@ def test_optimizer_state_beside_opt_target_is_ignored_with_a_note(tmp_path):
 @pytest.mark.parametrize("failure", [KeyboardInterrupt(), OSError(errno.ENOSPC, "No space left on device")])
 def test_interrupted_or_disk_full_conversion_leaves_no_partial_repo(tmp_path, monkeypatch, failure):
     path = write_npz(tmp_path / "m.npz", official())
-    original = convert_module.build_model_card
+    original = convert_module.converted_model_card
 
     def fail(**kwargs):
         original(**kwargs)
         raise failure
 
-    monkeypatch.setattr(convert_module, "build_model_card", fail)
+    monkeypatch.setattr(convert_module, "converted_model_card", fail)
     with pytest.raises(type(failure)):
         convert_module.convert(path, tmp_path / "out" / "repo")
     assert list((tmp_path / "out").iterdir()) == []
-    monkeypatch.setattr(convert_module, "build_model_card", original)
+    monkeypatch.setattr(convert_module, "converted_model_card", original)
     convert_module.convert(path, tmp_path / "out" / "repo")  # the next run starts clean
     assert (tmp_path / "out" / "repo" / "model.safetensors").exists()
 
@@ -200,7 +200,7 @@ def test_impossible_configurations_are_refused_at_construction(kwargs, message):
 
 
 def test_unknown_preset_is_refused_with_the_valid_ones():
-    with pytest.raises(ValueError, match="Ti/16, S/16, B/8"):
+    with pytest.raises(ValueError, match="Ti/16, S/16, S/32, B/8"):
         ViTPortConfig.from_preset("G/14")
 
 

@@ -1,4 +1,4 @@
-from hf_vit_port.cli import main
+from hf_vit_port_tools.cli import main
 
 
 def test_demo_converts_with_verification_and_classifies(capsys):

@@ -13,12 +13,11 @@ from npz_factory import make_augreg_params, make_in21k_params, make_official_par
 from PIL import Image
 from transformers import pipeline
 
-from conversion import verify as verify_module
-from conversion.cli import main as conversion_main
-from conversion.convert import ConversionError, convert
-from conversion.numpy_reference import reference_forward, reference_inputs
+from hf_vit_port_tools.conversion import verify as verify_module
+from hf_vit_port_tools.cli import main as conversion_main
+from hf_vit_port_tools.conversion.convert import ConversionError, convert
+from hf_vit_port_tools.conversion.numpy_reference import reference_forward, reference_inputs
 from hf_vit_port import ViTPortForImageClassification, ViTPortModel
-from hf_vit_port.cli import main as plugin_main
 
 REPO_FILES = {
     "model.safetensors",
@@ -134,7 +133,7 @@ def test_existing_output_is_kept_unless_overwrite(tmp_path, in1k_file):
 
 
 def test_cli_convert_with_no_verify_and_settings(tmp_path, in1k_file, capsys):
-    code = plugin_main(["convert", "--npz", str(in1k_file), "--out", str(tmp_path / "repo"), "--no-verify",
+    code = conversion_main(["convert", "--npz", str(in1k_file), "--out", str(tmp_path / "repo"), "--no-verify",
                         "--set", "num_labels=3", "--set", "drop_path_rate=0.1"])
     out = capsys.readouterr().out
     assert code == 0 and "not verified (--no-verify)" in out

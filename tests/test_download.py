@@ -17,14 +17,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from conversion.download import (
+from hf_vit_port_tools.conversion.download import (
     CACHE_ENV_VAR,
     DownloadError,
     cache_path,
     default_cache_dir,
     download_checkpoint,
 )
-from conversion.registry import BASE_URL_ENV_VAR, OfficialCheckpoint, get_checkpoint
+from hf_vit_port_tools.conversion.registry import BASE_URL_ENV_VAR, OfficialCheckpoint, get_checkpoint
 
 # A real registry entry whose path has a "+" (escaped as %2B in the URL), so the tests also cover URL quoting.
 REAL_ENTRY = "imagenet21k+imagenet2012/ViT-B_16"

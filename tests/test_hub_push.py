@@ -14,11 +14,11 @@ from npz_factory import make_official_params, write_npz
 from PIL import Image
 from transformers import AutoModelForImageClassification, pipeline
 
-import conversion.push as push_module
-from conversion.cli import main as conversion_main
-from conversion.convert import convert
-from conversion.numpy_reference import reference_forward, reference_inputs
-from conversion.push import PushError, push_repo
+import hf_vit_port_tools.hub.push as push_module
+from hf_vit_port_tools.cli import main as conversion_main
+from hf_vit_port_tools.conversion.convert import convert
+from hf_vit_port_tools.conversion.numpy_reference import reference_forward, reference_inputs
+from hf_vit_port_tools.hub.push import PushError, push_repo
 from hf_vit_port import ViTPortForImageClassification
 
 REPO = f"{DEFAULT_USER}/vit-tiny-in1k"
@@ -215,8 +215,8 @@ def test_batch_converts_and_pushes_named_checkpoints(hub, hf_home, tmp_path, mon
     """A named checkpoint is downloaded (here from a file base URL standing in for the bucket) and pushed."""
     import dataclasses
 
-    import conversion.cli as cli
-    from conversion.registry import get_checkpoint
+    import hf_vit_port_tools.cli.conversion as cli
+    from hf_vit_port_tools.conversion.registry import get_checkpoint
 
     real = get_checkpoint("imagenet21k+imagenet2012/ViT-B_16")
     bucket = tmp_path / "bucket"
@@ -270,12 +270,12 @@ def test_token_is_never_written_into_the_repo_or_card(hub, hf_home, converted):
 
 
 def test_fine_tuned_output_is_pushed_without_its_training_checkpoints(hub, hf_home, converted):
-    from hf_vit_port.training.model_card import push_to_hub
+    from hf_vit_port_tools.training.trainer import TRAINING_LEFTOVERS
 
     (converted / "checkpoint-10").mkdir()
     (converted / "checkpoint-10" / "optimizer.pt").write_bytes(b"state")
     (converted / "training_args.bin").write_bytes(b"args")
-    url = push_to_hub(converted, REPO)
-    assert REPO in url
+    result = push_repo(converted, REPO, ignore_patterns=TRAINING_LEFTOVERS)
+    assert REPO in result.commit_url
     files = set(hub.files(REPO))
     assert "model.safetensors" in files and not any(f.startswith("checkpoint-") or f.endswith(".bin") for f in files)

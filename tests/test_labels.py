@@ -86,7 +86,7 @@ def test_unknown_name_error_lists_valid_names(loader, bad: str) -> None:
     assert "'imagenet1k'" in message and "'imagenet21k'" in message
 
 
-def test_module_uses_only_stdlib() -> None:
+def test_module_uses_only_stdlib_and_the_presets_table() -> None:
     source = open(labels.__file__, encoding="utf-8").read()
     imported = set(re.findall(r"^\s*(?:from|import)\s+([\w.]+)", source, flags=re.MULTILINE))
-    assert imported <= {"__future__", "functools", "importlib.resources"}
+    assert imported <= {"__future__", "functools", "importlib.resources", ".presets"}

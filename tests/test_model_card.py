@@ -1,4 +1,4 @@
-"""`conversion.model_card.build_model_card`: metadata, model-index, body sections, and round-trips through
+"""`hf_vit_port_tools.hub.cards.converted_model_card`: metadata, model-index, body sections, and round-trips through
 huggingface_hub's own card parser (no Hub call: `card.validate()` posts to the Hub and is tested elsewhere)."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 from huggingface_hub import ModelCard
 
-from conversion.model_card import DEFAULT_TEMPLATE, build_model_card
-from conversion.registry import OfficialCheckpoint, get_checkpoint
+from hf_vit_port_tools.hub.cards import converted_model_card, template_path
+from hf_vit_port_tools.conversion.registry import OfficialCheckpoint, get_checkpoint
 from hf_vit_port import ViTPortConfig
 
 from conftest import tiny_config
@@ -41,7 +41,7 @@ def source_for(checkpoint: OfficialCheckpoint) -> dict:
 
 def card_for(name: str, *, verification=VERIFICATION, fmt="vit_port", repo_id="test-user/model", **overrides):
     checkpoint = get_checkpoint(name)
-    return build_model_card(
+    return converted_model_card(
         config=config_for(checkpoint, **overrides),
         repo_id=repo_id,
         source=source_for(checkpoint),
@@ -54,7 +54,7 @@ def card_for(name: str, *, verification=VERIFICATION, fmt="vit_port", repo_id="t
 def test_template_exists_and_jinja_is_installed():
     import jinja2  # a declared dependency: rendering the card needs it
 
-    assert jinja2.__version__ and DEFAULT_TEMPLATE.is_file()
+    assert jinja2.__version__ and template_path("vit_port.md").is_file() and template_path("trained.md").is_file()
 
 
 # -- metadata ------------------------------------------------------------------------------------------------------
@@ -165,7 +165,7 @@ def test_architecture_of_a_feature_extractor_with_pre_logits():
 
 def test_parameter_count_from_source_wins():
     checkpoint = get_checkpoint(AUGREG_B16_384)
-    card = build_model_card(
+    card = converted_model_card(
         config=config_for(checkpoint),
         repo_id=None,
         source={**source_for(checkpoint), "num_parameters": 1_234_567},
@@ -248,7 +248,7 @@ def test_unknown_format_is_refused():
 
 
 def test_card_without_checkpoint():
-    card = build_model_card(
+    card = converted_model_card(
         config=tiny_config(),
         repo_id="test-user/tiny",
         source={"file": "tiny.npz", "sha256": SHA256, "size": 12_345},

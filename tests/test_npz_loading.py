@@ -20,10 +20,10 @@ from npz_factory import (
 )
 from scipy import ndimage
 
-from conversion.numpy_reference import reference_forward, reference_inputs
+from hf_vit_port_tools.conversion.numpy_reference import reference_forward, reference_inputs
 from hf_vit_port import ViTPortForImageClassification, ViTPortModel
 from hf_vit_port.npz_format import NpzFormatError, UnsupportedCheckpointError
-from hf_vit_port.npz_loading import FRESH, LOADED, RESAMPLED, UNUSED
+from hf_vit_port.loading import FRESH, LOADED, RESAMPLED, UNUSED
 from hf_vit_port.resample import resample_position_grid
 
 LAYOUTS = {

@@ -16,7 +16,7 @@ import pytest
 import torch
 from transformers import ViTConfig, ViTModel
 
-from conversion.numpy_reference import ReferenceOutput, reference_forward, reference_inputs
+from hf_vit_port_tools.conversion.numpy_reference import ReferenceOutput, reference_forward, reference_inputs
 
 try:  # pytest "prepend" import mode puts tests/ itself on sys.path ...
     import npz_factory as factory

@@ -7,14 +7,9 @@ from PIL import Image
 from test_training import cli, save_tiny_repo
 
 from hf_vit_port import ViTPortForImageClassification
-from hf_vit_port.training.attention import attention_maps, attention_rollout, patch_relevance
-from hf_vit_port.training.plots import (
-    ATTENTION_SIZE,
-    CURVES_SIZE,
-    PATCHES_SIZE,
-    patch_mosaic,
-    plot_training_curves,
-)
+from hf_vit_port_tools.inference.attention import attention_maps, attention_rollout, patch_relevance
+from hf_vit_port_tools.inference.pictures import ATTENTION_SIZE, PATCHES_SIZE, patch_mosaic
+from hf_vit_port_tools.training.curves import CURVES_SIZE, plot_training_curves
 
 
 def assert_png(path, size):

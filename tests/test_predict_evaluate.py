@@ -10,7 +10,7 @@ from test_training import COLOURS, cli, make_colour_folder, png_header_only, sav
 
 from hf_vit_port import ViTPortForImageClassification
 from hf_vit_port.processing import make_image_processor
-from hf_vit_port.training.images import BadImageError, open_image
+from hf_vit_port.images import BadImageError, open_image
 
 CLASSES = tuple(sorted(COLOURS))  # 8 classes, so that top-5 is not trivially 1
 
@@ -78,7 +78,7 @@ def test_evaluate_equals_a_hand_computation(tmp_path, classifier, capsys):
 
 
 def test_compute_report_handles_models_with_more_classes():
-    from hf_vit_port.training.evaluation import compute_report, label_mapping
+    from hf_vit_port_tools.inference.evaluate import compute_report, label_mapping
 
     mapping = label_mapping(["cat", "dog"], {0: "emu", 1: "dog", 2: "cat"})
     assert mapping.tolist() == [2, 1]
@@ -128,7 +128,7 @@ def test_predict_fails_when_no_image_is_readable(tmp_path, classifier, capsys):
 
 
 def test_generic_labels_of_an_imagenet_head_become_words(tmp_path):
-    from hf_vit_port.training.predict import label_words, predict_images
+    from hf_vit_port_tools.inference.predict import label_words, predict_images
 
     assert label_words({0: "LABEL_0", 1: "LABEL_1"}, 2) == ["LABEL_0", "LABEL_1"]
     torch.manual_seed(0)

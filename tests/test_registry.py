@@ -6,8 +6,9 @@ import re
 
 import pytest
 
-from conversion import registry
-from conversion.registry import CHECKPOINTS, DEFAULT_BASE_URL, OfficialCheckpoint, get_checkpoint
+from hf_vit_port.presets import OFFICIAL_VARIANTS
+from hf_vit_port_tools.conversion import registry
+from hf_vit_port_tools.conversion.registry import CHECKPOINTS, DEFAULT_BASE_URL, OfficialCheckpoint, get_checkpoint
 
 # The checkpoints the project must cover (from the issue).
 ISSUE_CHECKPOINTS = [
@@ -85,13 +86,13 @@ def test_required_augreg_variants_covered() -> None:
 
 @pytest.mark.parametrize("entry", list(CHECKPOINTS.values()), ids=list(CHECKPOINTS))
 def test_entry_is_consistent(entry: OfficialCheckpoint) -> None:
-    assert entry.variant in registry.VARIANTS
+    assert entry.variant in OFFICIAL_VARIANTS
     assert entry.path.startswith(entry.collection + "/") and entry.path.endswith(".npz")
     assert entry.url.startswith(DEFAULT_BASE_URL + "/")
     assert entry.url.endswith("/" + entry.filename)
     assert entry.num_classes in (1000, 21843)
     assert entry.label_set == ("imagenet21k" if entry.num_classes == 21843 else "imagenet1k")
-    assert entry.image_size % entry.patch_size == 0
+    assert entry.image_size % entry.dimensions()[4] == 0
     assert re.fullmatch(r"vit-(ti|s|b|l|h)\d+(-augreg)?-in21k(-in1k-(224|384))?", entry.hub_name), entry.hub_name
     assert (entry.num_classes == 1000) == entry.hub_name.endswith(("-224", "-384"))
     assert entry.hub_name.endswith(f"-{entry.image_size}") or entry.num_classes == 21843
@@ -117,7 +118,7 @@ def test_names_and_hub_names_unique() -> None:
 def test_param_count_formula_matches_published_counts(variant: str, count: int) -> None:
     probe = OfficialCheckpoint(
         name="probe", path="x/probe.npz", collection="x", variant=variant, image_size=224, num_classes=1000,
-        representation_size=None, hub_name="probe",
+        has_pre_logits=False, hub_name="probe",
     )
     assert probe.num_params == count
 
@@ -263,7 +264,17 @@ def test_architectures_come_from_the_presets_table() -> None:
     """One table of variants: the registry's dimensions are the presets'."""
     from hf_vit_port import ViTPortConfig
 
-    for name, (hidden, layers, heads, mlp, patch) in registry.VARIANTS.items():
-        config = ViTPortConfig.from_preset(name)
+    for entry in CHECKPOINTS.values():
+        hidden, layers, heads, mlp, patch = entry.dimensions()
+        config = ViTPortConfig.from_preset(entry.variant)
         assert (config.hidden_size, config.num_hidden_layers, config.num_attention_heads) == (hidden, layers, heads)
         assert (config.intermediate_size, config.patch_size) == (mlp, patch)
+
+
+def test_head_widths_agree_with_the_presets_release_table() -> None:
+    """The registry records head widths without importing the plugin (so `list` loads no torch); they must be the
+    presets' release facts."""
+    from hf_vit_port.presets import DATASETS
+
+    assert registry.IMAGENET21K_CLASSES == DATASETS["imagenet21k"]["num_labels"] == DATASETS["augreg"]["num_labels"]
+    assert registry.IMAGENET1K_CLASSES == DATASETS["imagenet21k+imagenet2012"]["num_labels"]

@@ -16,6 +16,7 @@ from PIL import Image
 
 from hf_vit_port import ViTPortConfig, ViTPortForImageClassification
 from hf_vit_port.processing import make_image_processor
+from hf_vit_port_tools.options import DataOptions, FinetuneOptions
 
 COLOURS = {
     "red": (200, 40, 40),
@@ -96,7 +97,7 @@ def save_tiny_repo(directory, *, seed=0, randomise_head=False, **overrides) -> P
 
 
 def training_options(output_dir, **overrides):
-    from hf_vit_port.training import TrainingOptions
+    from hf_vit_port_tools.options import TrainingOptions
 
     values = dict(
         output_dir=str(output_dir),
@@ -113,9 +114,19 @@ def training_options(output_dir, **overrides):
     return TrainingOptions(**values)
 
 
+def data_options(folder, **overrides) -> "DataOptions":
+    return DataOptions(dataset=f"imagefolder:{folder}", **overrides)
+
+
+def prepare_data(options, **kwargs):
+    from hf_vit_port_tools.data import prepare_data
+
+    return prepare_data(options, **kwargs)
+
+
 def cli(*argv: str) -> int:
     """Run `hf-vit-port ARGV...` in-process, through the real entry point."""
-    from hf_vit_port.cli import main
+    from hf_vit_port_tools.cli import main
 
     return main([str(a) for a in argv])
 
@@ -128,7 +139,7 @@ def cli(*argv: str) -> int:
 def test_local_metric_module_loads_offline_and_counts_top_k():
     import os
 
-    from hf_vit_port.metrics import ACCURACY_TOPK_PATH, load_accuracy_topk
+    from hf_vit_port_tools.metrics import ACCURACY_TOPK_PATH, load_accuracy_topk
 
     assert os.environ["HF_HUB_OFFLINE"] == "1"
     assert Path(ACCURACY_TOPK_PATH).is_file()
@@ -144,10 +155,8 @@ def test_local_metric_module_loads_offline_and_counts_top_k():
 
 
 def test_imagefolder_loads_offline_with_labels_columns_and_a_validation_split(tmp_path):
-    from hf_vit_port.training import prepare_data
-
     make_colour_folder(tmp_path / "data", per_class=20)
-    data = prepare_data(f"imagefolder:{tmp_path / 'data'}", validation_fraction=0.25, seed=0)
+    data = prepare_data(data_options(tmp_path / "data", validation_fraction=0.25), seed=0)
     assert (data.image_column, data.label_column) == ("image", "label")
     assert data.id2label == {0: "blue", 1: "green", 2: "red"}
     assert len(data.train) == 45 and len(data.validation) == 15 and data.test is None
@@ -157,12 +166,10 @@ def test_imagefolder_loads_offline_with_labels_columns_and_a_validation_split(tm
 
 
 def test_unreadable_images_are_dropped_with_a_warning_naming_them(tmp_path):
-    from hf_vit_port.training import prepare_data
-
     make_colour_folder(tmp_path / "data", per_class=10)
     bad = write_bad_images(tmp_path / "data" / "red")
     with pytest.warns(UserWarning, match="Skipping 4 unreadable image") as record:
-        data = prepare_data(f"imagefolder:{tmp_path / 'data'}", validation_fraction=0.2, seed=0)
+        data = prepare_data(data_options(tmp_path / "data", validation_fraction=0.2), seed=0)
     message = "\n".join(str(w.message) for w in record)
     for path in bad.values():
         assert path.name in message
@@ -174,7 +181,7 @@ def test_unreadable_images_are_dropped_with_a_warning_naming_them(tmp_path):
 def test_columns_are_detected_and_string_labels_encoded():
     import datasets
 
-    from hf_vit_port.training.data import detect_columns, encode_labels
+    from hf_vit_port_tools.data import detect_columns, encode_labels
 
     cifar_like = datasets.Features(
         {
@@ -199,66 +206,6 @@ def test_columns_are_detected_and_string_labels_encoded():
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Loading checkpoints for fine-tuning
-# --------------------------------------------------------------------------------------------------------------
-
-
-def test_new_head_is_reported_fresh_for_a_saved_repo(tmp_path, capsys):
-    from hf_vit_port.training import load_for_finetuning
-
-    base = save_tiny_repo(tmp_path / "base")
-    model = load_for_finetuning(base, num_labels=3, id2label={0: "a", 1: "b", 2: "c"})
-    printed = capsys.readouterr().out
-    assert "classifier.weight" in printed and "initialised fresh" in printed and "new head for 3 labels" in printed
-    assert "30 loaded" in printed
-    assert model.config.id2label == {0: "a", 1: "b", 2: "c"} and model.config.label2id == {"a": 0, "b": 1, "c": 2}
-    rows = {row["name"]: row["status"] for row in model.loading_summary(print_summary=False)}
-    assert rows["classifier.weight"] == "initialised fresh" and rows["vit.layernorm.weight"] == "loaded"
-
-
-def test_a_head_for_other_named_labels_is_reset(tmp_path, capsys):
-    from hf_vit_port.training import load_for_finetuning
-
-    base = save_tiny_repo(tmp_path / "base", randomise_head=True, id2label={0: "x", 1: "y", 2: "z"})
-    model = load_for_finetuning(base, num_labels=3, id2label={0: "a", 1: "b", 2: "c"})
-    assert torch.count_nonzero(model.classifier.weight) == 0
-    assert "labels differ" in capsys.readouterr().out
-    same = load_for_finetuning(base, num_labels=3, id2label={0: "x", 1: "y", 2: "z"}, print_summary=False)
-    assert torch.count_nonzero(same.classifier.weight) > 0  # same labels: the head is kept
-
-
-def test_higher_resolution_resamples_the_position_embeddings(tmp_path):
-    from hf_vit_port.resample import resample_position_embeddings
-    from hf_vit_port.training import load_for_finetuning
-
-    base = save_tiny_repo(tmp_path / "base")
-    original = ViTPortForImageClassification.from_pretrained(base).vit.embeddings.position_embeddings.detach()
-    model = load_for_finetuning(base, num_labels=3, id2label=dict(enumerate("abc")), image_size=48, print_summary=False)
-    assert model.config.image_size == 48 and model.config.grid_size == (6, 6)
-    resampled = model.vit.embeddings.position_embeddings.detach()
-    assert resampled.shape == (1, 1 + 36, 32)
-    expected = resample_position_embeddings(original, old_grid=(4, 4), new_grid=(6, 6), num_prefix_tokens=1)
-    torch.testing.assert_close(resampled, expected, rtol=0, atol=0)
-    rows = {row["name"]: row for row in model.loading_summary(print_summary=False)}
-    assert rows["vit.embeddings.position_embeddings"]["status"] == "resampled"
-    assert model(torch.randn(1, 3, 48, 48)).logits.shape == (1, 3)
-
-
-def test_npz_checkpoints_get_a_new_head_through_from_npz(tmp_path, capsys):
-    from npz_factory import make_official_params, write_npz
-
-    from hf_vit_port.training import load_for_finetuning, load_processor
-
-    path = write_npz(tmp_path / "tiny.npz", make_official_params(image=16, patch=4, num_classes=10))
-    model = load_for_finetuning(path, num_labels=3, id2label=dict(enumerate("abc")), image_size=24)
-    printed = capsys.readouterr().out
-    assert "Loading summary for" in printed and "initialised fresh" in printed and "resampled" in printed
-    assert model.config.num_labels == 3 and model.config.image_size == 24
-    processor = load_processor(path, model.config)
-    assert processor.size == {"height": 24, "width": 24}
-
-
-# --------------------------------------------------------------------------------------------------------------
 # Training
 # --------------------------------------------------------------------------------------------------------------
 
@@ -267,19 +214,20 @@ def test_finetuning_learns_and_writes_a_hub_ready_repo(tmp_path):
     from huggingface_hub import ModelCard
     from transformers import AutoImageProcessor, AutoModelForImageClassification
 
-    from hf_vit_port.training import prepare_finetuning, run_training
+    from hf_vit_port_tools.training import prepare_finetuning, run_training
 
     data_dir = make_colour_folder(tmp_path / "colours", per_class=60)
     base = save_tiny_repo(tmp_path / "base")
     output = tmp_path / "run"
-    trainer = prepare_finetuning(
-        base, f"imagefolder:{data_dir}", training_options(output, epochs=4), validation_fraction=0.2
+    run = prepare_finetuning(
+        FinetuneOptions(model=str(base)), data_options(data_dir, validation_fraction=0.2),
+        training_options(output, epochs=4),
     )
-    before = trainer.evaluate()["eval_accuracy"]
+    before = run.trainer.evaluate()["eval_accuracy"]
     assert before == pytest.approx(1 / 3)  # the fresh head is all zeros: every image gets class 0
-    metrics = run_training(trainer)
+    metrics = run_training(run)
     assert metrics["eval_accuracy"] > 0.8
-    assert trainer.state.best_metric == metrics["eval_accuracy"]
+    assert run.trainer.state.best_metric == metrics["eval_accuracy"]
 
     scores = json.loads((output / "eval_results.json").read_text())
     assert scores["eval_accuracy"] == metrics["eval_accuracy"] and "eval_top5_accuracy" in scores
@@ -299,31 +247,34 @@ def test_finetuning_learns_and_writes_a_hub_ready_repo(tmp_path):
     assert "colours" in card.text and "Fine-tuned from" in card.text
 
     with Image.open(output / "training_curves.png") as curves:
-        from hf_vit_port.training.plots import CURVES_SIZE
+        from hf_vit_port_tools.training.curves import CURVES_SIZE
 
         assert curves.format == "PNG" and curves.size == CURVES_SIZE
 
 
 def test_resume_continues_from_the_saved_step(tmp_path, capsys):
-    from hf_vit_port.training import prepare_data, prepare_finetuning, run_training
+    from hf_vit_port_tools.training import prepare_finetuning, run_training
 
-    data = prepare_data(f"imagefolder:{make_colour_folder(tmp_path / 'colours', per_class=20)}", seed=0)
+    data = prepare_data(data_options(make_colour_folder(tmp_path / "colours", per_class=20)), seed=0)
     base = save_tiny_repo(tmp_path / "base")
     output = tmp_path / "run"
     common = dict(
         eval_strategy="steps", eval_steps=2, logging_steps=1, batch_size=8, train_eval_samples=0, save_total_limit=None
     )
 
-    first = prepare_finetuning(base, "unused", training_options(output, max_steps=4, **common), data=data)
-    run_training(first)  # "interrupted" after 4 steps
+    model = FinetuneOptions(model=str(base))
+    unused = DataOptions(dataset="unused")
+    first_run = prepare_finetuning(model, unused, training_options(output, max_steps=4, **common), data=data)
+    run_training(first_run)  # "interrupted" after 4 steps
+    first = first_run.trainer
     assert first.state.global_step == 4 and (output / "checkpoint-4").is_dir()
     first_losses = {e["step"]: e["loss"] for e in first.state.log_history if "loss" in e}
 
-    second = prepare_finetuning(base, "unused", training_options(output, max_steps=8, resume=True, **common), data=data)
+    second = prepare_finetuning(model, unused, training_options(output, max_steps=8, resume=True, **common), data=data)
     run_training(second)
     assert f"Resuming from {output / 'checkpoint-4'}" in capsys.readouterr().out
-    assert second.state.global_step == 8
-    second_losses = {e["step"]: e["loss"] for e in second.state.log_history if "loss" in e}
+    assert second.trainer.state.global_step == 8
+    second_losses = {e["step"]: e["loss"] for e in second.trainer.state.log_history if "loss" in e}
     # The history up to step 4 comes from the checkpoint (not re-trained), and training went on from there.
     assert {step: second_losses[step] for step in first_losses} == first_losses
     assert max(second_losses) == 8 and (output / "checkpoint-8").is_dir()
@@ -361,7 +312,8 @@ def test_finetune_cli_linear_probe_trains_only_the_head(tmp_path, capsys):
             "0",
             "--seed",
             "1",
-            "--fp32",
+            "--precision",
+            "fp32",
             "--label-smoothing",
             "0.1",
             "--weight-decay",
@@ -385,8 +337,8 @@ def test_finetune_cli_linear_probe_trains_only_the_head(tmp_path, capsys):
 
 
 def test_training_arguments_follow_the_options(tmp_path):
-    from hf_vit_port.training import TrainingOptions
-    from hf_vit_port.training.options import resolve_precision, training_arguments
+    from hf_vit_port_tools.options import TrainingOptions
+    from hf_vit_port_tools.training.arguments import resolve_precision, training_arguments
 
     args = training_arguments(
         TrainingOptions(
@@ -410,9 +362,10 @@ def test_training_arguments_follow_the_options(tmp_path):
 
 
 def test_keras_recipe_matches_the_example():
-    from hf_vit_port.training import KERAS_CIFAR100, recipe_options, scratch_config
+    from hf_vit_port_tools.options import ScratchOptions
+    from hf_vit_port_tools.training import recipe_data, recipe_options, scratch_config
 
-    recipe = KERAS_CIFAR100
+    recipe = ScratchOptions()
     config = scratch_config(recipe, {i: f"class{i}" for i in range(100)})
     assert (config.image_size, config.patch_size, config.hidden_size) == (72, 6, 64)
     assert (config.num_hidden_layers, config.num_attention_heads, config.intermediate_size) == (8, 4, 128)
@@ -421,6 +374,7 @@ def test_keras_recipe_matches_the_example():
     options = recipe_options("out")
     assert (options.learning_rate, options.weight_decay, options.batch_size, options.epochs) == (1e-3, 1e-4, 256, 100)
     assert options.lr_scheduler == "constant" and (recipe.rotation, recipe.zoom) == (0.02, 0.2)
+    assert recipe_data().dataset == "uoft-cs/cifar100" and recipe_data().validation_fraction == 0.1
 
 
 def test_from_scratch_recipe_runs_end_to_end(tmp_path, capsys):
@@ -478,7 +432,7 @@ def test_from_scratch_recipe_runs_end_to_end(tmp_path, capsys):
 
 
 def test_augmentations_keep_sizes_and_do_what_they_say():
-    from hf_vit_port.training.augment import (
+    from hf_vit_port_tools.training.augment import (
         RandomHorizontalFlip,
         RandomResizedCrop,
         RandomRotationZoom,

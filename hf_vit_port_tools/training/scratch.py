@@ -5,7 +5,8 @@ tokens), width 64, 8 blocks of 4 heads with MLP units [128, 64], dropout 0.1, Ad
 decay 1e-4, constant), batch 256, 10% of the training set held out for validation, the best checkpoint by
 validation accuracy evaluated on the test set; augmentation: normalisation with the training set's statistics,
 resizing, horizontal flips, rotations up to 0.02 turns and zooms of +-20%. It reports about 55% top-1 and 82%
-top-5 test accuracy after 100 epochs.
+top-5 test accuracy after 100 epochs. The defaults of `ScratchOptions`, `SCRATCH_TRAINING_DEFAULTS` and
+`SCRATCH_DATA_DEFAULTS` are that recipe.
 
 What differs here, because this is the ViT of the paper and not the example's variant (see docs/training.md):
 the image is pooled by a CLS token (or "gap") into a single linear head, where the example flattens all 144
@@ -15,20 +16,19 @@ makes each head 64 wide; Trainer's AdamW does not decay biases and LayerNorm sca
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
-from ..configuration_vit_port import ViTPortConfig
-from ..modeling_vit_port import ViTPortForImageClassification
-from ..processing import make_image_processor
+from hf_vit_port import ViTPortConfig, ViTPortForImageClassification
+from hf_vit_port.processing import make_image_processor
+
+from ..data import ImageClassificationData, channel_statistics, prepare_data
+from ..hub.cards import RunDescription
+from ..options import SCRATCH_DATA_DEFAULTS, SCRATCH_TRAINING_DEFAULTS, DataOptions, ScratchOptions, TrainingOptions
 from .augment import keras_augmentation
-from .data import ImageClassificationData, channel_statistics, prepare_data
-from .options import TrainingOptions
-from .recipes import DEFAULT_DATASET, KERAS_CIFAR100, ScratchRecipe
-from .trainer import RunDescription, ViTPortTrainer, build_trainer, run_training
+from .trainer import TrainingRun, build_run, run_training
 
 
-def scratch_config(recipe: ScratchRecipe, id2label: dict[int, str], **overrides: Any) -> ViTPortConfig:
+def scratch_config(recipe: ScratchOptions, id2label: dict[int, str], **overrides: Any) -> ViTPortConfig:
     """The model configuration of `recipe` for the labels `id2label`; `overrides` change any config field."""
     fields = dict(
         image_size=recipe.image_size,
@@ -50,58 +50,34 @@ def scratch_config(recipe: ScratchRecipe, id2label: dict[int, str], **overrides:
     return config
 
 
-def recipe_options(output_dir: str, recipe: ScratchRecipe = KERAS_CIFAR100, **overrides: Any) -> TrainingOptions:
-    """`TrainingOptions` of `recipe`: constant learning rate without warmup or gradient clipping, as in Keras."""
-    options = TrainingOptions(
-        output_dir=output_dir,
-        epochs=recipe.epochs,
-        learning_rate=recipe.learning_rate,
-        weight_decay=recipe.weight_decay,
-        batch_size=recipe.batch_size,
-        adam_epsilon=recipe.adam_epsilon,
-        lr_scheduler="constant",
-        warmup=0.0,
-        max_grad_norm=0.0,  # 0 turns clipping off in Trainer; Keras' optimiser does not clip
-    )
-    return replace(options, **overrides)
+def recipe_options(output_dir: str, **overrides: Any) -> TrainingOptions:
+    """`TrainingOptions` of the Keras recipe: constant learning rate, no warm-up, no gradient clipping."""
+    return TrainingOptions(output_dir=output_dir, **{**SCRATCH_TRAINING_DEFAULTS, **overrides})
+
+
+def recipe_data(**overrides: Any) -> DataOptions:
+    """`DataOptions` of the Keras recipe (CIFAR-100, 10% of the training split held out)."""
+    return DataOptions(**{**SCRATCH_DATA_DEFAULTS, **overrides})
 
 
 def prepare_from_scratch(
+    recipe: ScratchOptions,
+    data_options: DataOptions,
     options: TrainingOptions,
     *,
-    dataset: str = DEFAULT_DATASET,
-    recipe: ScratchRecipe = KERAS_CIFAR100,
-    config_overrides: dict[str, Any] | None = None,
-    image_column: str | None = None,
-    label_column: str | None = None,
-    dataset_config: str | None = None,
-    check_images: bool = True,
-    max_train_samples: int | None = None,
-    max_eval_samples: int | None = None,
     data: ImageClassificationData | None = None,
-) -> ViTPortTrainer:
+) -> TrainingRun:
     """
-    A freshly initialised ViTPort model of `recipe` and its `ViTPortTrainer` on `dataset`, untrained. The image
-    processor resizes to the recipe's size and normalises with the training set's per-channel statistics (the
-    example's adapted `Normalization` layer); it is saved with the model, so inference preprocesses the same way.
+    A freshly initialised ViTPort model of `recipe` and its run on the dataset, untrained. The image processor
+    resizes to the recipe's size and normalises with the training set's per-channel statistics (the example's
+    adapted `Normalization` layer); it is saved with the model, so inference preprocesses the same way.
     """
     if data is None:
-        data = prepare_data(
-            dataset,
-            image_column=image_column,
-            label_column=label_column,
-            dataset_config=dataset_config,
-            validation_fraction=recipe.validation_fraction,
-            seed=options.seed,
-            check_images=check_images,
-            max_train_samples=max_train_samples,
-            max_eval_samples=max_eval_samples,
-        )
-    config = scratch_config(recipe, data.id2label, **(config_overrides or {}))
+        data = prepare_data(data_options, seed=options.seed)
+    config = scratch_config(recipe, data.id2label)
     model = ViTPortForImageClassification(config)
-    mean, std = channel_statistics(
-        data.train, data.image_column, max_samples=recipe.normalisation_samples, seed=options.seed
-    )
+    mean, std = channel_statistics(data.train, data.image_column, max_samples=recipe.normalisation_samples,
+                                   seed=options.seed)
     processor = make_image_processor(config)
     processor.image_mean, processor.image_std = mean, std
     description = RunDescription(
@@ -120,22 +96,12 @@ def prepare_from_scratch(
         ],
     )
     augmentation = keras_augmentation(rotation=recipe.rotation, zoom=recipe.zoom)
-    return build_trainer(model, processor, data, options, description, tensor_augment=augmentation)
+    return build_run(model, processor, data, options, description, tensor_augment=augmentation)
 
 
-def train_from_scratch(options: TrainingOptions, **kwargs: Any) -> ViTPortTrainer:
-    """Run `prepare_from_scratch(options, **kwargs)` to a saved repo in `options.output_dir`; returns the Trainer."""
-    trainer = prepare_from_scratch(options, **kwargs)
-    trainer.final_metrics = run_training(trainer)
-    return trainer
+def train_from_scratch(recipe: ScratchOptions, data_options: DataOptions, options: TrainingOptions) -> dict[str, float]:
+    """Train `recipe` to a saved repo in `options.output_dir`; returns the scores."""
+    return run_training(prepare_from_scratch(recipe, data_options, options))
 
 
-__all__ = [
-    "DEFAULT_DATASET",
-    "KERAS_CIFAR100",
-    "ScratchRecipe",
-    "prepare_from_scratch",
-    "recipe_options",
-    "scratch_config",
-    "train_from_scratch",
-]
+__all__ = ["prepare_from_scratch", "recipe_data", "recipe_options", "scratch_config", "train_from_scratch"]

@@ -1,63 +1,13 @@
-"""The knobs of a training run, and how they become `transformers.TrainingArguments`."""
+"""How `TrainingOptions` become `transformers.TrainingArguments`."""
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
+
+from ..options import Precision, TrainingOptions
 
 if TYPE_CHECKING:
     from transformers import TrainingArguments
-
-Precision = Literal["auto", "bf16", "fp16", "fp32"]
-
-
-def default_num_workers() -> int:
-    """
-    DataLoader workers per process: the CPU cores left after the training processes on this machine (as many as
-    `torchrun`'s LOCAL_WORLD_SIZE), shared among them, at most 8 each. Decoding and augmenting images is CPU work.
-    """
-    processes = max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
-    spare = (os.cpu_count() or 1) - processes
-    return min(8, max(0, spare // processes))
-
-
-@dataclass
-class TrainingOptions:
-    """
-    Everything about a run that is not the model or the data. The defaults suit fine-tuning; the from-scratch
-    recipe overrides them (see `scratch.KERAS_CIFAR100`).
-    """
-
-    output_dir: str
-    epochs: float = 3.0
-    max_steps: int = -1  # > 0 stops after that many optimiser steps, whatever `epochs` says
-    learning_rate: float = 1e-4
-    batch_size: int = 32  # per device; the effective batch is batch_size x devices x gradient_accumulation_steps
-    eval_batch_size: int | None = None  # defaults to batch_size
-    weight_decay: float = 0.0
-    warmup: float = 0.0  # an int >= 1 is a number of steps, a float in [0, 1) a fraction of the run
-    lr_scheduler: str = "cosine"
-    gradient_accumulation_steps: int = 1
-    max_grad_norm: float = 1.0  # the original ViT recipes clip the global gradient norm at 1
-    optimizer: str = "adamw_torch"
-    adam_epsilon: float = 1e-8
-    label_smoothing: float = 0.0
-    seed: int = 42
-    precision: Precision = "auto"
-    eval_strategy: Literal["epoch", "steps"] = "epoch"
-    eval_steps: int | None = None  # with eval_strategy="steps": evaluate (and save) every so many steps
-    logging_steps: int = 10
-    save_total_limit: int | None = 2  # checkpoints kept on disk; the best one is never deleted
-    num_workers: int = field(default_factory=default_num_workers)
-    train_eval_samples: int = 512  # training examples scored at each evaluation for the train-accuracy curve
-    gradient_checkpointing: bool = False
-    resume: bool = False
-    push_to_hub: str | None = None
-    hub_private: bool = False
-    report_to: str = "none"
-    disable_tqdm: bool | None = None
-    extra_arguments: dict[str, Any] = field(default_factory=dict)  # passed to TrainingArguments as they are
 
 
 def resolve_precision(precision: Precision) -> tuple[bool, bool]:
@@ -68,7 +18,7 @@ def resolve_precision(precision: Precision) -> tuple[bool, bool]:
         return True, False
     if precision == "fp16":
         if not torch.cuda.is_available():
-            raise ValueError("fp16 mixed precision needs a CUDA GPU; use --bf16 or full precision on CPU.")
+            raise ValueError("fp16 mixed precision needs a CUDA GPU; use --precision bf16 or fp32 on CPU.")
         return False, True
     if precision == "auto":
         return bool(torch.cuda.is_available() and torch.cuda.is_bf16_supported()), False
@@ -158,4 +108,4 @@ def _argument_names() -> set[str]:
     return {f.name for f in dataclasses.fields(TrainingArguments)}
 
 
-__all__ = ["Precision", "TrainingOptions", "default_num_workers", "resolve_precision", "training_arguments"]
+__all__ = ["resolve_precision", "training_arguments"]

@@ -6,7 +6,7 @@ The columns are detected, the label names become the model's `id2label`, a valid
 the training split when the dataset has none, and rows whose image cannot be read are dropped with a warning
 that lists them.
 
-Images stay undecoded in the dataset (`decode=False`) and are opened by `images.open_image` when a batch is
+Images stay undecoded in the dataset (`decode=False`) and are opened by `hf_vit_port.images.open_image` when a batch is
 built, so every image goes through the same conversions (EXIF rotation, RGB) whatever its file format.
 """
 
@@ -22,7 +22,9 @@ import datasets
 import torch
 from datasets import ClassLabel, Dataset, DatasetDict
 
-from .images import DEFAULT_MAX_PIXELS, BadImageError, open_image
+from hf_vit_port.images import DEFAULT_MAX_PIXELS, BadImageError, open_image
+
+from .options import DataOptions, DatasetOptions
 
 logger = logging.getLogger(__name__)
 
@@ -190,51 +192,46 @@ def _cell_name(cell: Any, split: str, position: int) -> str:
     return f"{split}[{position}] ({path})" if path else f"{split}[{position}]"
 
 
+def load_columns(options: DatasetOptions) -> tuple[DatasetDict, str, str]:
+    """The dataset `options` name, its (image, label) columns, and its labels as `ClassLabel`s."""
+    dataset = load_image_dataset(options.dataset, name=options.dataset_config)
+    features = next(iter(dataset.values())).features
+    image_column, label_column = detect_columns(features, options.image_column, options.label_column)
+    return encode_labels(dataset, label_column), image_column, label_column
+
+
 def prepare_data(
-    spec: str,
-    *,
-    image_column: str | None = None,
-    label_column: str | None = None,
-    dataset_config: str | None = None,
-    validation_fraction: float = 0.1,
-    seed: int = 42,
-    check_images: bool = True,
-    max_pixels: int | None = DEFAULT_MAX_PIXELS,
-    max_train_samples: int | None = None,
-    max_eval_samples: int | None = None,
+    options: DataOptions, *, seed: int = 42, max_pixels: int | None = DEFAULT_MAX_PIXELS
 ) -> ImageClassificationData:
     """
     Load, check and split an image-classification dataset (see the module docstring). `max_train_samples` and
     `max_eval_samples` keep only the first examples of the (shuffled) splits, for quick runs.
     """
-    dataset = load_image_dataset(spec, name=dataset_config)
-    image_column, label_column = detect_columns(next(iter(dataset.values())).features, image_column, label_column)
-    dataset = encode_labels(dataset, label_column)
+    dataset, image_column, label_column = load_columns(options)
     train, validation, test = split_dataset(
-        dataset, label_column=label_column, validation_fraction=validation_fraction, seed=seed
+        dataset, label_column=label_column, validation_fraction=options.validation_fraction, seed=seed
     )
-    train = _subset(train, max_train_samples, seed)
-    validation = _subset(validation, max_eval_samples, seed)
-    test = _subset(test, max_eval_samples, seed) if test is not None else None
+    splits = {
+        "train": _subset(train, options.max_train_samples, seed),
+        "validation": _subset(validation, options.max_eval_samples, seed),
+        "test": _subset(test, options.max_eval_samples, seed) if test is not None else None,
+    }
     skipped: list[BadImageError] = []
-    splits = {"train": train, "validation": validation, "test": test}
-    for split_name, split in list(splits.items()):
+    for split_name, split in splits.items():
         if split is None:
             continue
-        if check_images:
+        if options.check_images:
             split, errors = drop_bad_images(split, image_column, split=split_name, max_pixels=max_pixels)
             skipped += errors
-        else:
-            split = undecoded(split, image_column)
-        splits[split_name] = split
-    names = train.features[label_column].names
+        splits[split_name] = undecoded(split, image_column)
+    spec = options.dataset
     return ImageClassificationData(
         train=splits["train"],
         validation=splits["validation"],
         test=splits["test"],
         image_column=image_column,
         label_column=label_column,
-        id2label=dict(enumerate(names)),
+        id2label=dict(enumerate(train.features[label_column].names)),
         name=spec[len(IMAGEFOLDER_PREFIX) :] if spec.startswith(IMAGEFOLDER_PREFIX) else spec,
         skipped=skipped,
     )
@@ -330,10 +327,10 @@ __all__ = [
     "ExampleTransform",
     "ImageClassificationData",
     "channel_statistics",
-    "collate",
     "detect_columns",
     "drop_bad_images",
     "encode_labels",
+    "load_columns",
     "load_image_dataset",
     "prepare_data",
     "split_dataset",

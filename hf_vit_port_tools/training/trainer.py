@@ -1,9 +1,10 @@
 """The `Trainer` shared by fine-tuning and training from scratch, and the run that drives it to a Hub-ready repo.
 
-`build_trainer` wires a model, its processor and an `ImageClassificationData` into a `ViTPortTrainer`: augmented
-training examples, validation on the side, accuracy and top-5 from the local metric module, and the best
-checkpoint by validation accuracy. `run_training` trains it (resuming if asked), evaluates, and writes the output
-directory: model, processor, `*_results.json` scores, `trainer_state.json`, `training_curves.png` and a model card.
+`build_run` wires a model, its processor and an `ImageClassificationData` into a `TrainingRun`: a `ViTPortTrainer`
+with augmented training examples, validation on the side, accuracy and top-5 from the local metric module, and the
+best checkpoint by validation accuracy, together with what the model card says about the run. `run_training`
+trains it (resuming if asked), evaluates, and writes the output directory: model, processor, `*_results.json`
+scores, `trainer_state.json`, `training_curves.png` and a model card.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,15 +21,21 @@ from datasets import Dataset
 from transformers import EvalPrediction, PreTrainedModel, Trainer, default_data_collator
 from transformers.trainer_utils import get_last_checkpoint
 
+from ..data import ImageClassificationData, with_transform
+from ..hub.cards import RunDescription, trained_model_card
+from ..hub.push import push_repo
 from ..metrics import load_accuracy_topk
-from .data import ImageClassificationData, with_transform
-from .options import TrainingOptions, training_arguments
+from ..options import TrainingOptions
+from .arguments import training_arguments
+from .curves import plot_training_curves
 
 logger = logging.getLogger(__name__)
 
 TOP_K = 5
 TRAIN_SUBSET_PREFIX = "train_subset"
 """Metric prefix of the training-subset scores logged at each evaluation (`train_subset_accuracy`, ...)."""
+TRAINING_LEFTOVERS = ("checkpoint-*", "checkpoint-*/**", "runs/**", "training_args.bin")
+"""Files of the output directory that do not belong in a model repo (left out of a push)."""
 
 
 def make_compute_metrics(k: int = TOP_K) -> Callable[[EvalPrediction], dict[str, float]]:
@@ -46,41 +53,16 @@ def make_compute_metrics(k: int = TOP_K) -> Callable[[EvalPrediction], dict[str,
     return compute_metrics
 
 
-@dataclass
-class RunDescription:
-    """What the model card says about a run."""
-
-    title: str
-    dataset: str
-    base_model: str | None = None  # the checkpoint fine-tuned from; None when trained from scratch
-    recipe: str = ""  # a paragraph on how the model was trained
-    notes: list[str] = field(default_factory=list)
-
-
 class ViTPortTrainer(Trainer):
     """
     A `Trainer` that, at each periodic evaluation, also scores a fixed subset of the training set (with evaluation
     preprocessing, no augmentation), so that train and validation accuracy can be plotted on the same axes. Those
     scores are logged with the `train_subset_` prefix and never decide the best checkpoint.
-
-    It also carries what `run_training` needs to finish a run: the `data`, the `options` and the `description`
-    for the model card (all optional for other uses).
     """
 
-    def __init__(
-        self,
-        *args: Any,
-        train_eval_dataset: Dataset | None = None,
-        data: ImageClassificationData | None = None,
-        options: TrainingOptions | None = None,
-        description: RunDescription | None = None,
-        **kwargs: Any,
-    ):
+    def __init__(self, *args: Any, train_eval_dataset: Dataset | None = None, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self.train_eval_dataset = train_eval_dataset
-        self.data = data
-        self.options = options
-        self.description = description
         self._train_scored_at: int | None = None
 
     def evaluate(
@@ -97,7 +79,17 @@ class ViTPortTrainer(Trainer):
         return metrics
 
 
-def build_trainer(
+@dataclass
+class TrainingRun:
+    """A configured, untrained run: the trainer, the data it trains on, its options, and its card's description."""
+
+    trainer: ViTPortTrainer
+    data: ImageClassificationData
+    options: TrainingOptions
+    description: RunDescription
+
+
+def build_run(
     model: PreTrainedModel,
     processor: Any,
     data: ImageClassificationData,
@@ -106,34 +98,28 @@ def build_trainer(
     *,
     image_augment: Callable | None = None,
     tensor_augment: Callable | None = None,
-    callbacks: list | None = None,
-) -> ViTPortTrainer:
+) -> TrainingRun:
     """
-    A ready-to-train `ViTPortTrainer`. `image_augment` (on PIL images, before the processor) and `tensor_augment`
-    (on pixel tensors, after it) apply to the training split only.
+    A ready-to-train run. `image_augment` (on PIL images, before the processor) and `tensor_augment` (on pixel
+    tensors, after it) apply to the training split only.
     """
     columns = dict(image_column=data.image_column, label_column=data.label_column)
     train = with_transform(data.train, processor, **columns, image_augment=image_augment, tensor_augment=tensor_augment)
-    validation = with_transform(data.validation, processor, **columns)
     train_eval = None
     if options.train_eval_samples > 0 and len(data.train) > 0:
         count = min(options.train_eval_samples, len(data.train))
-        subset = data.train.shuffle(seed=options.seed).select(range(count))
-        train_eval = with_transform(subset, processor, **columns)
-    return ViTPortTrainer(
+        train_eval = with_transform(data.train.shuffle(seed=options.seed).select(range(count)), processor, **columns)
+    trainer = ViTPortTrainer(
         model=model,
         args=training_arguments(options),
         train_dataset=train,
-        eval_dataset=validation,
+        eval_dataset=with_transform(data.validation, processor, **columns),
         data_collator=default_data_collator,
         compute_metrics=make_compute_metrics(),
         processing_class=processor,
-        callbacks=callbacks,
         train_eval_dataset=train_eval,
-        data=data,
-        options=options,
-        description=description,
     )
+    return TrainingRun(trainer, data, options, description)
 
 
 def resume_checkpoint(output_dir: str, resume: bool) -> str | None:
@@ -146,64 +132,57 @@ def resume_checkpoint(output_dir: str, resume: bool) -> str | None:
     return last
 
 
-def run_training(trainer: ViTPortTrainer) -> dict[str, float]:
+def run_training(run: TrainingRun) -> dict[str, float]:
     """
-    Train (from the last checkpoint if `trainer.options.resume`), reload the best checkpoint, evaluate it on the
-    validation split (and the test split if the dataset has one), and save everything to the output directory:
-    the model and processor, `train/eval/test/all_results.json`, `trainer_state.json`, `training_curves.png` and
-    `README.md`; then push if asked. Returns all scores. Only the main process writes files, so this works
-    unchanged under `torchrun` / `accelerate launch`.
+    Train (from the last checkpoint if `options.resume`), reload the best checkpoint, evaluate it on the validation
+    split (and the test split if the dataset has one), and save everything to the output directory: the model and
+    processor, `train/eval/test/all_results.json`, `trainer_state.json`, `training_curves.png` and `README.md`; then
+    push if asked. Returns all scores. Only the main process writes files, so this works unchanged under `torchrun`.
     """
-    from .model_card import build_model_card, push_to_hub
-    from .plots import plot_training_curves
-
-    data, options, description = trainer.data, trainer.options, trainer.description
-    if data is None or options is None or description is None:
-        raise ValueError("run_training needs a trainer made by build_trainer (with data, options and description).")
+    trainer, data, options = run.trainer, run.data, run.options
     checkpoint = resume_checkpoint(options.output_dir, options.resume)
     if checkpoint is not None and trainer.is_world_process_zero():
         print(f"Resuming from {checkpoint}")
-    train_result = trainer.train(resume_from_checkpoint=checkpoint)
-    metrics: dict[str, float] = {}
-    train_metrics = dict(train_result.metrics)
-    train_metrics["train_samples"] = len(data.train)
-    trainer.log_metrics("train", train_metrics)
-    trainer.save_metrics("train", train_metrics)
-    metrics.update(train_metrics)
-
-    eval_metrics = trainer.evaluate()
-    eval_metrics["eval_samples"] = len(data.validation)
-    trainer.log_metrics("eval", eval_metrics)
-    trainer.save_metrics("eval", eval_metrics)
-    metrics.update(eval_metrics)
-
+    train_metrics = dict(trainer.train(resume_from_checkpoint=checkpoint).metrics, train_samples=len(data.train))
+    metrics = _record(trainer, "train", train_metrics)
+    metrics.update(_record(trainer, "eval", {**trainer.evaluate(), "eval_samples": len(data.validation)}))
     if data.test is not None and len(data.test) > 0:
         test = with_transform(data.test, trainer.processing_class, data.image_column, data.label_column)
-        test_metrics = trainer.evaluate(test, metric_key_prefix="test")
-        test_metrics["test_samples"] = len(data.test)
-        trainer.log_metrics("test", test_metrics)
-        trainer.save_metrics("test", test_metrics)
-        metrics.update(test_metrics)
-
+        metrics.update(_record(trainer, "test", {**trainer.evaluate(test, metric_key_prefix="test"),
+                                                 "test_samples": len(data.test)}))
     trainer.save_model()  # the best checkpoint (load_best_model_at_end), with the processor beside it
     trainer.save_state()
     if trainer.is_world_process_zero():
-        output = Path(options.output_dir)
-        plot_training_curves(trainer.state.log_history, output / "training_curves.png")
-        card = build_model_card(description, metrics, id2label=data.id2label, options=options, skipped=data.skipped)
-        card.save(output / "README.md")  # not validated against the Hub: that needs the network
-        if options.push_to_hub:
-            url = push_to_hub(output, options.push_to_hub, private=options.hub_private)
-            print(f"Pushed to {url}")
+        _finish_repo(run, metrics)
     return metrics
 
 
+def _record(trainer: Trainer, split: str, metrics: dict[str, float]) -> dict[str, float]:
+    trainer.log_metrics(split, metrics)
+    trainer.save_metrics(split, metrics)
+    return metrics
+
+
+def _finish_repo(run: TrainingRun, metrics: dict[str, float]) -> None:
+    """The curves and the card beside the saved model, then the push if asked."""
+    output, options = Path(run.options.output_dir), run.options
+    plot_training_curves(run.trainer.state.log_history, output / "training_curves.png")
+    card = trained_model_card(run.description, metrics, id2label=run.data.id2label, options=options,
+                              skipped=len(run.data.skipped))
+    card.save(output / "README.md")  # not validated against the Hub here: push_repo validates it
+    if options.push_to_hub:
+        result = push_repo(output, options.push_to_hub, private=options.hub_private,
+                           commit_message="Upload fine-tuned ViT (hf-vit-port)", ignore_patterns=TRAINING_LEFTOVERS)
+        print(f"Pushed to {result.pr_url or result.commit_url}")
+
+
 __all__ = [
-    "RunDescription",
     "TOP_K",
+    "TRAINING_LEFTOVERS",
     "TRAIN_SUBSET_PREFIX",
+    "TrainingRun",
     "ViTPortTrainer",
-    "build_trainer",
+    "build_run",
     "make_compute_metrics",
     "resume_checkpoint",
     "run_training",

@@ -20,9 +20,12 @@ from datasets import ClassLabel, Dataset
 from torch.utils.data import DataLoader
 from transformers import default_data_collator
 
+from hf_vit_port.processing import image_processor_for
+
+from ..data import drop_bad_images, load_columns, with_transform
 from ..metrics import load_accuracy_topk
-from .data import detect_columns, drop_bad_images, encode_labels, load_image_dataset, with_transform
-from .loading import load_model, load_processor
+from ..options import DatasetOptions, EvaluateOptions
+from .models import load_model
 
 SPLIT_PREFERENCE = ("test", "validation", "valid", "val", "train")
 
@@ -177,42 +180,27 @@ def choose_split(available: list[str], split: str | None) -> str:
     return next(name for name in SPLIT_PREFERENCE + tuple(available) if name in available)
 
 
-def evaluate_dataset(
-    model_id: str,
-    dataset: str,
-    *,
-    split: str | None = None,
-    image_column: str | None = None,
-    label_column: str | None = None,
-    dataset_config: str | None = None,
-    batch_size: int = 64,
-    num_workers: int = 0,
-    k: int = 5,
-    max_samples: int | None = None,
-    output: str | Path | None = None,
-) -> EvaluationReport:
+def evaluate_dataset(options: EvaluateOptions, dataset_options: DatasetOptions) -> EvaluationReport:
     """
-    Evaluate the classifier `model_id` on a split of `dataset` (see `data.load_image_dataset` for the forms).
-    Unreadable images are skipped with a warning and listed in the report; `output` writes it as JSON.
+    Evaluate the classifier `options.model` on a split of the dataset (see `data.load_image_dataset` for the forms).
+    Unreadable images are skipped with a warning and listed in the report; `options.output` writes it as JSON.
     """
-    splits = load_image_dataset(dataset, name=dataset_config)
-    chosen = choose_split(list(splits), split)
-    image_column, label_column = detect_columns(splits[chosen].features, image_column, label_column)
-    splits = encode_labels(splits, label_column)
+    splits, image_column, label_column = load_columns(dataset_options)
+    chosen = choose_split(list(splits), options.split)
     data = splits[chosen]
-    if max_samples is not None and max_samples < len(data):
-        data = data.select(range(max_samples))
+    if options.max_samples is not None and options.max_samples < len(data):
+        data = data.select(range(options.max_samples))
     data, errors = drop_bad_images(data, image_column, split=chosen)
     feature = data.features[label_column]
     class_names = list(feature.names) if isinstance(feature, ClassLabel) else []
-    model = load_model(model_id)
-    processor = load_processor(model_id, model.config)
+    model = load_model(options.model)
+    processor = image_processor_for(options.model, model.config)
     mapping = label_mapping(class_names, model.config.id2label)
     transformed = with_transform(data, processor, image_column, label_column)
-    logits, labels = predict_logits(model, transformed, batch_size=batch_size, num_workers=num_workers)
-    report = compute_report(logits, labels, class_names, mapping, k=k, skipped=[str(e) for e in errors])
-    if output is not None:
-        report.save(output)
+    logits, labels = predict_logits(model, transformed, batch_size=options.batch_size, num_workers=options.num_workers)
+    report = compute_report(logits, labels, class_names, mapping, k=options.top_k, skipped=[str(e) for e in errors])
+    if options.output is not None:
+        report.save(options.output)
     return report
 
 

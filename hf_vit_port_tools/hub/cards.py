@@ -1,51 +1,41 @@
-"""The model card (README.md) of a converted official ViT checkpoint.
+"""Model cards (README.md) of the repos this project writes: one module, two entry points.
 
-`build_model_card` fills ``model_cards/vit_port.md`` (a Jinja template, rendered by huggingface_hub's
-`ModelCard.from_template`) with:
+* `converted_model_card`: a converted official checkpoint. Metadata the Hub indexes (license, library, pipeline tag,
+  datasets, tags, and a ``model-index`` with the ImageNet top-1 the original authors published for this exact file,
+  none where they published none or where the converted model is no longer that file), the source file (name,
+  SHA-256, size, official location), the architecture, usage snippets for the format, and the verification result.
+* `trained_model_card`: a fine-tuned or from-scratch run. The dataset, the base model, ``model-index`` scores of
+  the evaluated splits, the recipe and the settings of the run (`RunDescription`, `TrainingOptions`).
 
-* metadata the Hub indexes, through `ModelCardData`: license, library, pipeline tag, datasets, tags, and a
-  ``model-index`` with the ImageNet top-1 the original authors published for this exact file -- and no
-  ``model-index`` at all where they published none, or where the converted model is no longer that file (another
-  resolution or head), since a self-reported number must not be invented or transferred;
-* the source file (name, SHA-256, size, URL), the architecture, usage snippets for the chosen format (``vit_port``:
-  hf_vit_port's architecture, loadable with or without the package; ``stock``: transformers' own ViT classes), and
-  the result of the conversion check against the NumPy reference.
-
-The values are prepared here and the template only lays them out, so the wording can be edited without touching code.
+Both are Jinja templates in ``model_cards/`` (shipped as package data, `hf_vit_port_tools.model_cards`), rendered by
+huggingface_hub's `ModelCard.from_template`; the values are prepared here and the templates only lay them out.
 """
 
 from __future__ import annotations
 
-import sys
+import dataclasses
+import importlib.resources
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from hf_vit_port.configuration_vit_port import ViTPortConfig, to_pair
-from hf_vit_port.presets import NUM_CLASSES_IMAGENET1K, NUM_CLASSES_IMAGENET21K
+from hf_vit_port.presets import NUM_CLASSES_IMAGENET1K, NUM_CLASSES_IMAGENET21K, variant_of
 
-from .registry import DEFAULT_BASE_URL, VARIANTS, OfficialCheckpoint
+if TYPE_CHECKING:
+    from ..options import TrainingOptions
 
 __all__ = [
-    "DEFAULT_TEMPLATE",
     "FORMATS",
-    "build_card_data",
-    "build_model_card",
+    "RunDescription",
+    "converted_model_card",
     "published_eval_results",
+    "template_path",
+    "trained_model_card",
 ]
-
-def _template_location() -> Path:
-    # A checkout or editable install reads model_cards/ at the repository root; a wheel installs the templates as
-    # data files under <prefix>/share/hf-vit-port/ (see pyproject.toml).
-    in_checkout = Path(__file__).resolve().parent.parent / "model_cards" / "vit_port.md"
-    installed = Path(sys.prefix) / "share" / "hf-vit-port" / "model_cards" / "vit_port.md"
-    return in_checkout if in_checkout.exists() else installed
-
-
-DEFAULT_TEMPLATE = _template_location()
-"""The Jinja template `build_model_card` renders (``model_cards/vit_port.md`` at the repository root)."""
 
 FORMATS = ("vit_port", "stock")
 """Weight formats a card can describe: hf_vit_port's ``vit_port`` model type, or transformers' own ``vit``."""
@@ -59,97 +49,174 @@ _UPSTREAM_COMMIT = "c6de1e5"  # the commit the registry's numbers were read from
 # Files of the upstream repository the registry cites as sources, most specific name first ("vit_jax.ipynb" must not
 # match the AugReg notebook).
 _SOURCE_DOCUMENTS = ("vit_jax_augreg.ipynb", "vit_jax.ipynb", "README.md")
+# TrainingOptions fields that say where and how a run was executed, not how the model was trained.
+_RUN_ONLY_SETTINGS = frozenset({"output_dir", "num_workers", "resume", "push_to_hub", "hub_private", "report_to",
+                                "disable_tqdm", "logging_steps", "save_total_limit", "extra_arguments"})
+
+
+class PublishedCheckpoint(Protocol):
+    """What a card reads of an official checkpoint (`conversion.registry.OfficialCheckpoint` is one)."""
+
+    name: str
+    path: str
+    collection: str
+    variant: str
+    image_size: int
+    num_classes: int
+    representation_size: int | None
+    hub_name: str
+    top1: float | None
+    top1_source: str | None
+    upstream: str | None
+    note: str
+    filename: str
+    official_url: str
+    num_params: int
+
+
+@dataclass
+class RunDescription:
+    """What the card of a trained model says about the run."""
+
+    title: str
+    dataset: str
+    base_model: str | None = None  # the checkpoint fine-tuned from; None when trained from scratch
+    recipe: str = ""  # a paragraph on how the model was trained
+    notes: list[str] = field(default_factory=list)
+
+
+def template_path(name: str) -> Path:
+    """A card template shipped with the package (``model_cards/<name>``)."""
+    return Path(str(importlib.resources.files("hf_vit_port_tools.model_cards").joinpath(name)))
 
 
 # -- public API ----------------------------------------------------------------------------------------------------
 
 
-def build_model_card(
+def converted_model_card(
     *,
     config: ViTPortConfig,
     repo_id: str | None,
     source: Mapping[str, Any],
     verification: Mapping[str, Any] | None,
-    checkpoint: OfficialCheckpoint | None,
+    checkpoint: PublishedCheckpoint | None,
     fmt: str = "vit_port",
-    template_path: Path | None = None,
 ) -> ModelCard:
-    """Render the model card of a converted checkpoint.
+    """The card of a converted checkpoint.
 
     Args:
         config: Configuration of the converted model (decides the architecture table, pipeline tag and snippets).
         repo_id: Hub repository the card is for (``"namespace/name"``); None for a local save, in which case the
             snippets load from ``path/to/<name>``.
-        source: The ``.npz`` file converted: ``{"file": name, "sha256": hex digest, "size": bytes, "url": where it
-            was downloaded from (optional), "num_parameters": count (optional)}``.
-        verification: Result of the check against the NumPy reference: ``{"max_abs_diff_logits": float | None,
-            "max_abs_diff_features": float | None, "tolerance": float, "inputs": str, "reference": str,
-            "reloaded": bool}``; None when the check was skipped (``--no-verify``).
+        source: The ``.npz`` file converted: ``{"file": name, "sha256": hex digest, "size": bytes,
+            "num_parameters": count (optional)}``.
+        verification: Result of the check against the NumPy reference (`Verification.as_dict()`); None when the
+            check was skipped (``--no-verify``).
         checkpoint: The registry entry of the file, or None for a file outside the registry (no release details, no
-            accuracy).
+            accuracy, no official location).
         fmt: ``"vit_port"`` or ``"stock"`` (see `FORMATS`).
-        template_path: Jinja template to render instead of `DEFAULT_TEMPLATE`.
-
-    Returns:
-        A `ModelCard` whose ``data`` holds the metadata and whose text is the rendered template.
     """
     if fmt not in FORMATS:
         raise ValueError(f"Unknown model card format {fmt!r}; choose one of {', '.join(FORMATS)}.")
     model_name = _model_name(repo_id, checkpoint)
-    card_data = build_card_data(config=config, model_name=model_name, checkpoint=checkpoint, fmt=fmt)
-    return ModelCard.from_template(
-        card_data,
-        template_path=str(template_path or DEFAULT_TEMPLATE),
-        **_template_values(config, repo_id, model_name, source, verification, checkpoint, fmt),
-    )
-
-
-def build_card_data(
-    *, config: ViTPortConfig, model_name: str, checkpoint: OfficialCheckpoint | None, fmt: str = "vit_port"
-) -> ModelCardData:
-    """The card's YAML metadata: license, library, pipeline tag, datasets, tags and (where published) model-index."""
     pipeline_tag = "image-classification" if _is_classifier(config, fmt) else "image-feature-extraction"
     eval_results = published_eval_results(checkpoint, config)
-    return ModelCardData(
+    card_data = ModelCardData(
         license=LICENSE,
         library_name="transformers",
         pipeline_tag=pipeline_tag,
         datasets=_datasets(config, checkpoint),
-        tags=_tags(pipeline_tag, checkpoint, fmt),
+        tags=_tags(pipeline_tag, "vit_port" if fmt == "vit_port" else None, _tag(checkpoint.collection) if checkpoint else None),
         model_name=model_name if eval_results else None,
         eval_results=eval_results,
     )
+    values = _template_values(config, repo_id, model_name, source, verification, checkpoint, fmt)
+    return ModelCard.from_template(card_data, template_path=str(template_path("vit_port.md")), **values)
 
 
-def published_eval_results(
-    checkpoint: OfficialCheckpoint | None, config: ViTPortConfig
-) -> list[EvalResult] | None:
+def trained_model_card(
+    description: RunDescription,
+    metrics: Mapping[str, float],
+    *,
+    id2label: Mapping[int, str],
+    options: TrainingOptions | None = None,
+    skipped: int = 0,
+) -> ModelCard:
+    """The card of a trained model: metadata (dataset, base model, ``model-index`` scores) and a body with the
+    scores, the recipe and the settings of the run."""
+    local_dataset = Path(description.dataset).exists()
+    base_model = description.base_model if description.base_model and not Path(description.base_model).exists() else None
+    card_data = ModelCardData(
+        model_name=description.title,
+        library_name="transformers",
+        pipeline_tag="image-classification",
+        tags=_tags("image-classification", "vit_port", "hf-vit-port"),
+        # The Hub only resolves dataset and model ids; a local folder is named in the body instead.
+        datasets=None if local_dataset else [description.dataset],
+        base_model=base_model,
+        metrics=["accuracy", "top_5_accuracy"],
+        eval_results=_run_eval_results(description.dataset, metrics) or None,
+    )
+    settings = {k: v for k, v in dataclasses.asdict(options).items() if k not in _RUN_ONLY_SETTINGS} if options else {}
+    values = dict(
+        description=description,
+        scores=_score_rows(metrics),
+        settings=settings,
+        num_classes=len(id2label),
+        labels=", ".join(f"{index}: {name}" for index, name in sorted(id2label.items())),
+        skipped=skipped,
+    )
+    return ModelCard.from_template(card_data, template_path=str(template_path("trained.md")), **values)
+
+
+def published_eval_results(checkpoint: PublishedCheckpoint | None, config: ViTPortConfig) -> list[EvalResult] | None:
     """The ImageNet-1k top-1 the original authors published for `checkpoint`, as Hub eval results; None where they
     published none, or where `config` is not the published model (another resolution, head or pre-logits)."""
     if checkpoint is None or checkpoint.top1 is None or not _is_published_model(config, checkpoint):
         return None
     source_name, source_url = _published_source(checkpoint)
-    return [
-        EvalResult(
-            task_type="image-classification",
-            task_name="Image Classification",
-            dataset_type=IMAGENET_1K,
-            dataset_name="ImageNet-1k",
-            dataset_split="validation",
-            metric_type="accuracy",
-            metric_name="Top-1 Accuracy",
-            # The percent as published (85.49), as model-index values usually are; not re-measured here.
-            metric_value=checkpoint.top1,
-            source_name=source_name,
-            source_url=source_url,
-        )
-    ]
+    # The percent as published (85.49), as model-index values usually are; not re-measured here.
+    return [_eval_result(IMAGENET_1K, "ImageNet-1k", "validation", "accuracy", "Top-1 Accuracy", checkpoint.top1,
+                         source_name=source_name, source_url=source_url)]
+
+
+def _eval_result(dataset_type: str, dataset_name: str, split: str, metric_type: str, metric_name: str, value: float,
+                 **source: str) -> EvalResult:
+    return EvalResult(
+        task_type="image-classification", task_name="Image Classification", dataset_type=dataset_type,
+        dataset_name=dataset_name, dataset_split=split, metric_type=metric_type, metric_name=metric_name,
+        metric_value=value, **source,
+    )
+
+
+def _run_eval_results(dataset: str, metrics: Mapping[str, float]) -> list[EvalResult]:
+    """`model-index` entries for the accuracy and top-5 accuracy of each evaluated split (validation, test)."""
+    # A local folder is not a Hub dataset id: record its name, typed as the builder that read it.
+    dataset_type, dataset_name = ("imagefolder", Path(dataset).name) if Path(dataset).exists() else (dataset, dataset)
+    results = []
+    for prefix, split in (("eval", "validation"), ("test", "test")):
+        for key, metric_type, metric_name in (("accuracy", "accuracy", "Accuracy"),
+                                              ("top5_accuracy", "top_5_accuracy", "Top-5 accuracy")):
+            value = metrics.get(f"{prefix}_{key}")
+            if value is not None:
+                results.append(_eval_result(dataset_type, dataset_name, split, metric_type, metric_name,
+                                            round(float(value), 4)))
+    return results
+
+
+def _score_rows(metrics: Mapping[str, float]) -> list[tuple[str, str, str, str]]:
+    rows = []
+    for prefix, split in (("eval", "validation"), ("test", "test")):
+        if f"{prefix}_accuracy" in metrics:
+            rows.append((split, *(f"{metrics.get(f'{prefix}_{key}', float('nan')):.4f}"
+                                  for key in ("accuracy", "top5_accuracy", "loss"))))
+    return rows
 
 
 # -- metadata ------------------------------------------------------------------------------------------------------
 
 
-def _model_name(repo_id: str | None, checkpoint: OfficialCheckpoint | None) -> str:
+def _model_name(repo_id: str | None, checkpoint: PublishedCheckpoint | None) -> str:
     if repo_id:
         return repo_id.rsplit("/", 1)[-1]
     return checkpoint.hub_name if checkpoint is not None else "vit-port"
@@ -163,7 +230,7 @@ def _is_classifier(config: ViTPortConfig, fmt: str) -> bool:
     return fmt == "vit_port" or config.representation_size is None
 
 
-def _datasets(config: ViTPortConfig, checkpoint: OfficialCheckpoint | None) -> list[str] | None:
+def _datasets(config: ViTPortConfig, checkpoint: PublishedCheckpoint | None) -> list[str] | None:
     """Every release was pre-trained on ImageNet-21k; the 1000-class ones were then fine-tuned on ImageNet-1k. For a
     file outside the registry only the head says anything, and only about the last dataset."""
     if checkpoint is not None:
@@ -172,13 +239,9 @@ def _datasets(config: ViTPortConfig, checkpoint: OfficialCheckpoint | None) -> l
     return [by_head[config.num_labels]] if config.num_labels in by_head else None
 
 
-def _tags(pipeline_tag: str, checkpoint: OfficialCheckpoint | None, fmt: str) -> list[str]:
-    tags = ["vision", pipeline_tag, "vit"]
-    if fmt == "vit_port":  # a stock repo needs nothing from hf_vit_port; the tag would suggest it does
-        tags.append("vit_port")
-    if checkpoint is not None:
-        tags.append(_tag(checkpoint.collection))
-    return tags
+def _tags(pipeline_tag: str, *extra: str | None) -> list[str]:
+    # A stock repo needs nothing from hf_vit_port: it gets no vit_port tag, which would suggest it does.
+    return ["vision", pipeline_tag, "vit", *(tag for tag in extra if tag)]
 
 
 def _tag(text: str) -> str:
@@ -186,7 +249,7 @@ def _tag(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "-" for c in text.lower())
 
 
-def _is_published_model(config: ViTPortConfig, checkpoint: OfficialCheckpoint) -> bool:
+def _is_published_model(config: ViTPortConfig, checkpoint: PublishedCheckpoint) -> bool:
     """Whether `config` is the model the file was evaluated as (same resolution, head and pre-logits)."""
     return (
         to_pair(config.image_size) == (checkpoint.image_size, checkpoint.image_size)
@@ -195,7 +258,7 @@ def _is_published_model(config: ViTPortConfig, checkpoint: OfficialCheckpoint) -
     )
 
 
-def _published_source(checkpoint: OfficialCheckpoint) -> tuple[str, str]:
+def _published_source(checkpoint: PublishedCheckpoint) -> tuple[str, str]:
     """(name, URL) of the upstream document the registry cites for `checkpoint.top1`."""
     cited = checkpoint.top1_source or ""
     document = next((doc for doc in _SOURCE_DOCUMENTS if doc in cited), "README.md")
@@ -211,7 +274,7 @@ def _template_values(
     model_name: str,
     source: Mapping[str, Any],
     verification: Mapping[str, Any] | None,
-    checkpoint: OfficialCheckpoint | None,
+    checkpoint: PublishedCheckpoint | None,
     fmt: str,
 ) -> dict[str, Any]:
     """Everything the template shows besides the metadata, already formatted."""
@@ -236,7 +299,7 @@ def _template_values(
 
 
 def _summary(
-    config: ViTPortConfig, source: Mapping[str, Any], checkpoint: OfficialCheckpoint | None, fmt: str
+    config: ViTPortConfig, source: Mapping[str, Any], checkpoint: PublishedCheckpoint | None, fmt: str
 ) -> str:
     layout = (
         "hf-vit-port's faithful `vit_port` architecture"
@@ -253,7 +316,7 @@ def _summary(
     )
 
 
-def _release_description(checkpoint: OfficialCheckpoint) -> str:
+def _release_description(checkpoint: PublishedCheckpoint) -> str:
     pretraining = "pre-trained on ImageNet-21k"
     if checkpoint.collection == "augreg":
         pretraining += " with the AugReg recipe (How to train your ViT?)"
@@ -262,16 +325,14 @@ def _release_description(checkpoint: OfficialCheckpoint) -> str:
     return f"{pretraining} at {checkpoint.image_size} px"
 
 
-def _source_rows(source: Mapping[str, Any], checkpoint: OfficialCheckpoint | None) -> list[tuple[str, str]]:
+def _source_rows(source: Mapping[str, Any], checkpoint: PublishedCheckpoint | None) -> list[tuple[str, str]]:
     rows = [("File", _code(source.get("file") or (checkpoint.filename if checkpoint else "unknown")))]
     if source.get("sha256"):
         rows.append(("SHA-256", _code(source["sha256"])))
     if source.get("size") is not None:
         rows.append(("Size", f"{int(source['size']):,} bytes ({int(source['size']) / 2**20:.2f} MiB)"))
-    url = source.get("url") or (checkpoint.url_for(DEFAULT_BASE_URL) if checkpoint else None)
-    if url:
-        rows.append(("URL", str(url)))
-    if checkpoint is not None:
+    if checkpoint is not None:  # the file's official location: its SHA-256 above identifies the file itself
+        rows.append(("Official URL", checkpoint.official_url))
         rows.append(("Bucket path", _code(f"gs://vit_models/{checkpoint.path}")))
         rows.append(("Release", _code(checkpoint.collection)))
         if checkpoint.upstream:
@@ -280,7 +341,7 @@ def _source_rows(source: Mapping[str, Any], checkpoint: OfficialCheckpoint | Non
 
 
 def _architecture_rows(
-    config: ViTPortConfig, source: Mapping[str, Any], checkpoint: OfficialCheckpoint | None
+    config: ViTPortConfig, source: Mapping[str, Any], checkpoint: PublishedCheckpoint | None
 ) -> list[tuple[str, str]]:
     rows = [
         ("Variant", f"ViT-{checkpoint.variant}" if checkpoint is not None else _variant_of(config)),
@@ -303,7 +364,7 @@ def _architecture_rows(
 
 
 def _parameter_count(
-    config: ViTPortConfig, source: Mapping[str, Any], checkpoint: OfficialCheckpoint | None
+    config: ViTPortConfig, source: Mapping[str, Any], checkpoint: PublishedCheckpoint | None
 ) -> int | None:
     """The count the converter measured, else the registry's count for the file when the model is that file."""
     if source.get("num_parameters") is not None:
@@ -313,7 +374,7 @@ def _parameter_count(
     return None
 
 
-def _accuracy_values(config: ViTPortConfig, checkpoint: OfficialCheckpoint | None) -> dict[str, Any]:
+def _accuracy_values(config: ViTPortConfig, checkpoint: PublishedCheckpoint | None) -> dict[str, Any]:
     if checkpoint is None or checkpoint.top1 is None:
         return {"accuracy": None, "accuracy_not_applicable": ""}
     if not _is_published_model(config, checkpoint):
@@ -356,12 +417,9 @@ def _verification_values(verification: Mapping[str, Any] | None) -> dict[str, An
 
 def _variant_of(config: ViTPortConfig) -> str:
     """The official variant `config` matches (``"ViT-B/16"``), else ``"custom"``."""
-    shape = (config.hidden_size, config.num_hidden_layers, config.num_attention_heads, config.intermediate_size)
-    patch = to_pair(config.patch_size)
-    for name, (hidden, layers, heads, mlp, patch_size) in VARIANTS.items():
-        if (hidden, layers, heads, mlp) == shape and patch == (patch_size, patch_size):
-            return f"ViT-{name}"
-    return "custom"
+    name = variant_of(config.hidden_size, config.num_hidden_layers, config.num_attention_heads,
+                      config.intermediate_size, to_pair(config.patch_size))
+    return f"ViT-{name}" if name else "custom"
 
 
 def _size_text(size: int | tuple[int, int] | list[int]) -> str:

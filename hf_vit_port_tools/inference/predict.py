@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import torch
 
-from ..labels import labels_for_num_classes
-from .images import DEFAULT_MAX_PIXELS, BadImageError, expand_sources, open_image
+from hf_vit_port.images import DEFAULT_MAX_PIXELS, BadImageError, expand_sources, open_image
+from hf_vit_port.labels import labels_for_num_classes
 
 _GENERIC_LABEL = re.compile(r"^LABEL_\d+$")
 

@@ -13,7 +13,7 @@ from typing import Literal
 
 import torch
 
-from ..configuration_vit_port import to_pair
+from hf_vit_port.configuration_vit_port import to_pair
 
 HeadFusion = Literal["mean", "max", "min"]
 

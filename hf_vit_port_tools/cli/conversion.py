@@ -1,0 +1,133 @@
+"""Running `convert`, `push`, `batch` and `demo`: the conversion and publishing library called with the parsed
+options, and the report the user asked for."""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+
+from ..conversion.convert import ConversionResult
+from ..conversion.convert import convert as convert_npz
+from ..conversion.download import download_checkpoint
+from ..conversion.registry import CHECKPOINTS, get_checkpoint
+from ..hub.push import push_repo
+from ..options import (
+    BatchOptions,
+    ConvertOptions,
+    DemoOptions,
+    DownloadOptions,
+    OutputOptions,
+    PushOptions,
+    PushTarget,
+)
+
+
+def convert(options: ConvertOptions, output: OutputOptions, download: DownloadOptions, push_options: PushOptions) -> int:
+    if (options.name is None) == (options.npz is None):
+        raise ValueError("name one official checkpoint (see `hf-vit-port list`) or pass --npz FILE, not both")
+    checkpoint, npz_path = None, options.npz
+    if options.name:
+        checkpoint = get_checkpoint(options.name)
+        npz_path = download_checkpoint(checkpoint, base_url=download.base_url, cache_dir=download.cache_dir)
+    overrides = dict(options.settings)
+    if options.image_size:
+        overrides["image_size"] = options.image_size
+    result = convert_npz(
+        npz_path, options.out, fmt=output.format, verify_outputs=output.verify, overwrite=options.overwrite,
+        checkpoint=checkpoint, repo_id=options.push_to_hub, resample=options.resample,
+        keep_zero_head=options.keep_zero_head, **overrides,
+    )
+    report(result)
+    if options.push_to_hub:
+        _push(result.output_dir, options.push_to_hub, push_options, default_message=commit_message(result))
+    return 0
+
+
+def push(target: PushTarget, options: PushOptions) -> int:
+    _push(target.directory, target.repo_id, options)
+    return 0
+
+
+def batch(options: BatchOptions, output: OutputOptions, download: DownloadOptions, push_options: PushOptions) -> int:
+    """Convert and push several official checkpoints under one organisation, named by the registry's scheme."""
+    names = list(CHECKPOINTS) if options.all else options.names
+    if not names:
+        raise ValueError("name the checkpoints to convert, or pass --all")
+    checkpoints = [get_checkpoint(name) for name in names]  # fail on a typo before any work
+    failures = []
+    for checkpoint in checkpoints:
+        repo_id = f"{options.org}/{checkpoint.hub_name}"
+        try:
+            path = download_checkpoint(checkpoint, base_url=download.base_url, cache_dir=download.cache_dir)
+            result = convert_npz(path, options.work_dir / checkpoint.hub_name, fmt=output.format,
+                                 verify_outputs=output.verify, overwrite=True, checkpoint=checkpoint, repo_id=repo_id)
+            report(result)
+            _push(result.output_dir, repo_id, push_options, default_message=commit_message(result))
+        except Exception as error:  # one bad checkpoint does not stop the batch
+            print(f"error: {checkpoint.name}: {error}", file=sys.stderr)
+            failures.append(checkpoint.name)
+    print(f"{len(checkpoints) - len(failures)} of {len(checkpoints)} checkpoints converted and pushed")
+    return 1 if failures else 0
+
+
+def demo(options: DemoOptions) -> int:
+    """The main job, offline: write a checkpoint in Google's official .npz layout, convert it with verification into
+    a repo, and classify an image through `pipeline` with real ImageNet label names."""
+    import numpy as np
+    from PIL import Image
+    from transformers import pipeline
+
+    from hf_vit_port import ViTPortConfig
+
+    from ..conversion.synthetic import write_synthetic_npz
+
+    config = ViTPortConfig.from_preset(options.variant, dataset="imagenet21k+imagenet2012",
+                                       image_size=options.image_size)
+    with tempfile.TemporaryDirectory() as directory:
+        work = Path(directory)
+        name = "ViT-" + options.variant.replace("/", "_")
+        npz = write_synthetic_npz(work / f"{name}.npz", config)
+        print(f"Wrote {npz.name}: random weights in the official layout (the real files need network access; "
+              f"`hf-vit-port convert imagenet21k+imagenet2012/ViT-B_16 --out DIR` downloads and converts one).")
+        report(convert_npz(npz, work / "repo", repo_id=f"demo/{name.lower()}"))
+        rows, cols = np.mgrid[0 : options.image_size, 0 : options.image_size]
+        image = Image.fromarray(np.stack([rows % 256, cols % 256, (rows + cols) % 256], -1).astype(np.uint8))
+        predictions = pipeline("image-classification", model=str(work / "repo"))(image, top_k=3)
+    print("pipeline('image-classification') on a test image (random weights, so the classes are arbitrary):")
+    for prediction in predictions:
+        print(f"  {prediction['score']:.4f}  {prediction['label']}")
+    return 0
+
+
+def commit_message(result: ConversionResult) -> str:
+    verified = "not verified" if result.max_abs_diff is None else f"verified, max |diff| {result.max_abs_diff:.1e}"
+    return (f"Convert {result.source['file']} (sha256 {result.source['sha256'][:12]}) to {result.format} "
+            f"safetensors, {verified}")
+
+
+def _push(directory: Path, repo_id: str, options: PushOptions, default_message: str | None = None) -> None:
+    result = push_repo(directory, repo_id, private=options.private, revision=options.revision,
+                       create_pr=options.create_pr, commit_message=options.commit_message or default_message)
+    if result.pr_url:
+        print(f"Opened pull request {result.pr_url}")
+    elif result.created_commit:
+        print(f"Pushed {directory} to {repo_id} in one commit: {result.commit_url}")
+    else:
+        print(f"{repo_id} already holds these files; no new commit was made ({result.commit_oid[:12]})")
+
+
+def report(result: ConversionResult) -> None:
+    summary = result.summary
+    print(f"Converted {result.source['file']} (sha256 {result.source['sha256'][:16]}...) -> {result.output_dir}")
+    print(f"  format {result.format}; parameters: {summary.totals()}")
+    for note in result.notes:
+        print(f"  note: {note}")
+    for verification, stage in ((result.verification, "before writing"),
+                                (result.reload_verification, "after reloading")):
+        if verification is not None:
+            logits = verification.max_abs_diff_logits
+            print(f"  verified {stage}: max |diff| features {verification.max_abs_diff_features:.2e}, logits "
+                  f"{'n/a (no head)' if logits is None else f'{logits:.2e}'} (tolerance {verification.tolerance:g})")
+    if result.verification is None:
+        print("  not verified (--no-verify)")

@@ -1,0 +1,29 @@
+"""Running `finetune` and `train-from-scratch`: the training library called with the parsed options."""
+
+from __future__ import annotations
+
+import json
+
+from ..options import DataOptions, FinetuneOptions, ScratchOptions, TrainingOptions
+from ..training.finetune import prepare_finetuning
+from ..training.scratch import prepare_from_scratch
+from ..training.trainer import TrainingRun, run_training
+
+
+def finetune(finetuning: FinetuneOptions, data: DataOptions, options: TrainingOptions) -> int:
+    return _train(prepare_finetuning(finetuning, data, options))
+
+
+def train_from_scratch(recipe: ScratchOptions, data: DataOptions, options: TrainingOptions) -> int:
+    return _train(prepare_from_scratch(recipe, data, options))
+
+
+def _train(run: TrainingRun) -> int:
+    metrics = run_training(run)
+    if run.trainer.is_world_process_zero():
+        shown = {k: v for k, v in metrics.items()
+                 if k.endswith(("accuracy", "_loss")) and not k.startswith("train_subset")}
+        print(json.dumps(shown, indent=2))
+        print(f"Saved the model, processor, scores (*_results.json), training_curves.png and README.md to "
+              f"{run.options.output_dir}")
+    return 0

@@ -1,0 +1,1 @@
+"""Using trained classifiers: prediction on image files, evaluation on a dataset split, attention maps, pictures."""
