@@ -105,7 +105,9 @@ def convert(
     port_config, output = model.config, to_format(model, fmt)
     del model  # the stock format holds copies of the weights: the port model's go now
     with _staging_dir(output_dir) as staging:
-        reload_verification = _write_checked(output, staging, None if overrides else reference)
+        model_class, reloaded = type(output), _save_checked(output, staging)
+        del output  # the reloaded model must not sit beside a second copy of the weights
+        reload_verification = _verify_reloaded(model_class, staging, None if overrides else reference, reloaded)
         card = converted_model_card(config=port_config, repo_id=repo_id, source=provenance, checkpoint=checkpoint,
                                     verification=None if verification is None else verification.as_dict(), fmt=fmt)
         card.save(staging / "README.md")
@@ -177,19 +179,22 @@ def to_format(model: ViTPortForImageClassification, fmt: str) -> torch.nn.Module
     return stock.eval()
 
 
-def _write_checked(output: torch.nn.Module, staging: Path, reference: Reference | None) -> Verification | None:
-    """Save the model and its image processor into `staging`, check the written weights, and (with a reference)
-    verify the repo as `from_pretrained` loads it."""
+def _save_checked(output: torch.nn.Module, staging: Path) -> torch.nn.Module | None:
+    """Save the model and its image processor into `staging` and check the written weights. The stock format is
+    checked on what transformers loads back (it renames weights on saving): that reload is returned, for reuse."""
     output.save_pretrained(staging)
     make_image_processor(output.config).save_pretrained(staging)
-    model_class = type(output)
-    if model_class is ViTPortForImageClassification:
+    if type(output) is ViTPortForImageClassification:
         _check_written_weights(staging / "model.safetensors", output)
-        reloaded = None
-    else:  # transformers renames stock ViT weights on saving: compare what it loads back instead
-        reloaded = model_class.from_pretrained(staging)
-        _check_same_weights(reloaded, output, staging)
-    del output  # the reloaded model must not sit beside a second copy of the weights
+        return None
+    reloaded = type(output).from_pretrained(staging)
+    _check_same_weights(reloaded, output, staging)
+    return reloaded
+
+
+def _verify_reloaded(model_class: type, staging: Path, reference: Reference | None,
+                     reloaded: torch.nn.Module | None) -> Verification | None:
+    """The repo as `from_pretrained` loads it, verified against the reference (None without one)."""
     if reference is None:
         return None
     reloaded = reloaded if reloaded is not None else model_class.from_pretrained(staging)

@@ -9,9 +9,11 @@ shows the traceback).
 from __future__ import annotations
 
 import argparse
+import ctypes
 import gc
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -27,19 +29,23 @@ class Command:
     options: tuple[type, ...]
     run: str  # "module:function", called with one instance of each options class, returning the exit code
     defaults: Mapping[str, Any] = field(default_factory=dict)  # this command's defaults, by field name
+    returns_memory: bool = False  # frees whole copies of the weights between steps (see _return_freed_memory...)
 
 
+_M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
 _CONVERSION = "hf_vit_port_tools.cli.conversion"
 _TRAINING = "hf_vit_port_tools.cli.training"
 _INFERENCE = "hf_vit_port_tools.cli.inference"
 
 COMMANDS: dict[str, Command] = {
     "convert": Command("convert one checkpoint into a repo directory",
-                       (o.ConvertOptions, o.OutputOptions, o.DownloadOptions, o.PushOptions), f"{_CONVERSION}:convert"),
+                       (o.ConvertOptions, o.OutputOptions, o.DownloadOptions, o.PushOptions), f"{_CONVERSION}:convert",
+                       returns_memory=True),
     "push": Command("push a converted repo directory to the Hub in one commit", (o.PushTarget, o.PushOptions),
                     f"{_CONVERSION}:push"),
     "batch": Command("convert and push several official checkpoints to one organisation",
-                     (o.BatchOptions, o.OutputOptions, o.DownloadOptions, o.PushOptions), f"{_CONVERSION}:batch"),
+                     (o.BatchOptions, o.OutputOptions, o.DownloadOptions, o.PushOptions), f"{_CONVERSION}:batch",
+                     returns_memory=True),
     "list": Command("list the official checkpoints this tool knows", (), "hf_vit_port_tools.cli.listing:list_checkpoints"),
     "demo": Command("offline: write an official-layout checkpoint, convert it with verification, classify an image",
                     (o.DemoOptions,), f"{_CONVERSION}:demo"),
@@ -78,16 +84,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     command = COMMANDS[args.command]
     values = [build(options, args, command.defaults) for options in command.options]
     logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    if command.returns_memory:
+        _return_freed_memory_to_the_system()
     try:
         return _runner(command.run)(*values)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:  # the reader went away (`hf-vit-port list | head`): nothing left to say
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except Exception as error:  # one clear line, not a traceback, unless asked
         if args.debug:
             raise
         print(f"error: {error}", file=sys.stderr)
         return 2
+
+
+def _return_freed_memory_to_the_system() -> None:
+    """glibc serves large blocks from its heap once it has seen them freed (its mmap threshold adapts upwards), and
+    keeps freed heap pages resident: a conversion that frees one copy of the weights before loading the next would
+    hold both. A fixed threshold of 1 MiB makes every tensor-sized block its own mapping, returned when freed. This
+    changes the whole process's allocator (a training loop would pay a page fault per activation), so it is decided
+    here, at the entry point, for the commands that convert."""
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(_M_MMAP_THRESHOLD, 1 << 20)
+    except (OSError, AttributeError):  # not glibc: nothing to tune
+        pass
 
 
 def _runner(path: str) -> Callable[..., int]:

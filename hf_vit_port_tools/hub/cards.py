@@ -18,14 +18,15 @@ import importlib.resources
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 from huggingface_hub import EvalResult, ModelCard, ModelCardData
 
 from hf_vit_port.configuration_vit_port import ViTPortConfig, to_pair
 from hf_vit_port.presets import NUM_CLASSES_IMAGENET1K, NUM_CLASSES_IMAGENET21K, variant_of
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # types only: publishing reads these, it does not depend on conversion or training
+    from ..conversion.registry import OfficialCheckpoint
     from ..options import TrainingOptions
 
 __all__ = [
@@ -54,26 +55,6 @@ _RUN_ONLY_SETTINGS = frozenset({"output_dir", "num_workers", "resume", "push_to_
                                 "disable_tqdm", "logging_steps", "save_total_limit", "extra_arguments"})
 
 
-class PublishedCheckpoint(Protocol):
-    """What a card reads of an official checkpoint (`conversion.registry.OfficialCheckpoint` is one)."""
-
-    name: str
-    path: str
-    collection: str
-    variant: str
-    image_size: int
-    num_classes: int
-    representation_size: int | None
-    hub_name: str
-    top1: float | None
-    top1_source: str | None
-    upstream: str | None
-    note: str
-    filename: str
-    official_url: str
-    num_params: int
-
-
 @dataclass
 class RunDescription:
     """What the card of a trained model says about the run."""
@@ -99,7 +80,7 @@ def converted_model_card(
     repo_id: str | None,
     source: Mapping[str, Any],
     verification: Mapping[str, Any] | None,
-    checkpoint: PublishedCheckpoint | None,
+    checkpoint: OfficialCheckpoint | None,
     fmt: str = "vit_port",
 ) -> ModelCard:
     """The card of a converted checkpoint.
@@ -169,7 +150,7 @@ def trained_model_card(
     return ModelCard.from_template(card_data, template_path=str(template_path("trained.md")), **values)
 
 
-def published_eval_results(checkpoint: PublishedCheckpoint | None, config: ViTPortConfig) -> list[EvalResult] | None:
+def published_eval_results(checkpoint: OfficialCheckpoint | None, config: ViTPortConfig) -> list[EvalResult] | None:
     """The ImageNet-1k top-1 the original authors published for `checkpoint`, as Hub eval results; None where they
     published none, or where `config` is not the published model (another resolution, head or pre-logits)."""
     if checkpoint is None or checkpoint.top1 is None or not _is_published_model(config, checkpoint):
@@ -216,7 +197,7 @@ def _score_rows(metrics: Mapping[str, float]) -> list[tuple[str, str, str, str]]
 # -- metadata ------------------------------------------------------------------------------------------------------
 
 
-def _model_name(repo_id: str | None, checkpoint: PublishedCheckpoint | None) -> str:
+def _model_name(repo_id: str | None, checkpoint: OfficialCheckpoint | None) -> str:
     if repo_id:
         return repo_id.rsplit("/", 1)[-1]
     return checkpoint.hub_name if checkpoint is not None else "vit-port"
@@ -230,7 +211,7 @@ def _is_classifier(config: ViTPortConfig, fmt: str) -> bool:
     return fmt == "vit_port" or config.representation_size is None
 
 
-def _datasets(config: ViTPortConfig, checkpoint: PublishedCheckpoint | None) -> list[str] | None:
+def _datasets(config: ViTPortConfig, checkpoint: OfficialCheckpoint | None) -> list[str] | None:
     """Every release was pre-trained on ImageNet-21k; the 1000-class ones were then fine-tuned on ImageNet-1k. For a
     file outside the registry only the head says anything, and only about the last dataset."""
     if checkpoint is not None:
@@ -249,7 +230,7 @@ def _tag(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "-" for c in text.lower())
 
 
-def _is_published_model(config: ViTPortConfig, checkpoint: PublishedCheckpoint) -> bool:
+def _is_published_model(config: ViTPortConfig, checkpoint: OfficialCheckpoint) -> bool:
     """Whether `config` is the model the file was evaluated as (same resolution, head and pre-logits)."""
     return (
         to_pair(config.image_size) == (checkpoint.image_size, checkpoint.image_size)
@@ -258,7 +239,7 @@ def _is_published_model(config: ViTPortConfig, checkpoint: PublishedCheckpoint) 
     )
 
 
-def _published_source(checkpoint: PublishedCheckpoint) -> tuple[str, str]:
+def _published_source(checkpoint: OfficialCheckpoint) -> tuple[str, str]:
     """(name, URL) of the upstream document the registry cites for `checkpoint.top1`."""
     cited = checkpoint.top1_source or ""
     document = next((doc for doc in _SOURCE_DOCUMENTS if doc in cited), "README.md")
@@ -274,7 +255,7 @@ def _template_values(
     model_name: str,
     source: Mapping[str, Any],
     verification: Mapping[str, Any] | None,
-    checkpoint: PublishedCheckpoint | None,
+    checkpoint: OfficialCheckpoint | None,
     fmt: str,
 ) -> dict[str, Any]:
     """Everything the template shows besides the metadata, already formatted."""
@@ -299,7 +280,7 @@ def _template_values(
 
 
 def _summary(
-    config: ViTPortConfig, source: Mapping[str, Any], checkpoint: PublishedCheckpoint | None, fmt: str
+    config: ViTPortConfig, source: Mapping[str, Any], checkpoint: OfficialCheckpoint | None, fmt: str
 ) -> str:
     layout = (
         "hf-vit-port's faithful `vit_port` architecture"
@@ -316,7 +297,7 @@ def _summary(
     )
 
 
-def _release_description(checkpoint: PublishedCheckpoint) -> str:
+def _release_description(checkpoint: OfficialCheckpoint) -> str:
     pretraining = "pre-trained on ImageNet-21k"
     if checkpoint.collection == "augreg":
         pretraining += " with the AugReg recipe (How to train your ViT?)"
@@ -325,7 +306,7 @@ def _release_description(checkpoint: PublishedCheckpoint) -> str:
     return f"{pretraining} at {checkpoint.image_size} px"
 
 
-def _source_rows(source: Mapping[str, Any], checkpoint: PublishedCheckpoint | None) -> list[tuple[str, str]]:
+def _source_rows(source: Mapping[str, Any], checkpoint: OfficialCheckpoint | None) -> list[tuple[str, str]]:
     rows = [("File", _code(source.get("file") or (checkpoint.filename if checkpoint else "unknown")))]
     if source.get("sha256"):
         rows.append(("SHA-256", _code(source["sha256"])))
@@ -341,7 +322,7 @@ def _source_rows(source: Mapping[str, Any], checkpoint: PublishedCheckpoint | No
 
 
 def _architecture_rows(
-    config: ViTPortConfig, source: Mapping[str, Any], checkpoint: PublishedCheckpoint | None
+    config: ViTPortConfig, source: Mapping[str, Any], checkpoint: OfficialCheckpoint | None
 ) -> list[tuple[str, str]]:
     rows = [
         ("Variant", f"ViT-{checkpoint.variant}" if checkpoint is not None else _variant_of(config)),
@@ -364,7 +345,7 @@ def _architecture_rows(
 
 
 def _parameter_count(
-    config: ViTPortConfig, source: Mapping[str, Any], checkpoint: PublishedCheckpoint | None
+    config: ViTPortConfig, source: Mapping[str, Any], checkpoint: OfficialCheckpoint | None
 ) -> int | None:
     """The count the converter measured, else the registry's count for the file when the model is that file."""
     if source.get("num_parameters") is not None:
@@ -374,7 +355,7 @@ def _parameter_count(
     return None
 
 
-def _accuracy_values(config: ViTPortConfig, checkpoint: PublishedCheckpoint | None) -> dict[str, Any]:
+def _accuracy_values(config: ViTPortConfig, checkpoint: OfficialCheckpoint | None) -> dict[str, Any]:
     if checkpoint is None or checkpoint.top1 is None:
         return {"accuracy": None, "accuracy_not_applicable": ""}
     if not _is_published_model(config, checkpoint):
