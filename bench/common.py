@@ -321,12 +321,15 @@ def images(config, batch: int, seed: int = 0):
     return torch.empty(batch, config.num_channels, size, size).uniform_(-1, 1, generator=torch.Generator().manual_seed(seed))
 
 
-def print_header(report: Report) -> None:
+def print_header(report: Report, code_root: Path | None = None) -> None:
+    """The machine and versions measured on (and the other checkout's plugin, with --code-root)."""
     info = machine_info()
     report.note(
         f"{info['cpu']}, {info['cores']} cores, torch {info['torch']} ({info['torch_threads']} threads, "
         f"{info['cpu_capability']}), transformers {info['transformers']}, load average {info['load_average']}"
     )
+    if code_root is not None and Path(code_root).resolve() != REPO_ROOT:
+        report.note(f"measuring the hf_vit_port package of {code_root}")
 
 
 # ----------------------------------------------------------------------------------------------------------------

@@ -85,70 +85,71 @@ def main(argv: list[str] | None = None) -> int:
     if args.code_root:
         parser.error("--code-root cannot swap the conversion code: run this script from a venv where the other "
                      "checkout is installed (pip install -e DIR)")
-    code_root = REPO_ROOT
-    env = child_env(code_root)
+    env = child_env(REPO_ROOT)
     minimal = work_dir / "minimal_converter.py"
     minimal.write_text(MINIMAL_CONVERTER)
 
     variants = ["tiny"] if args.tiny else args.variants
     for variant in variants:
-        tag = variant.replace("/", "").lower()
-        start = time.perf_counter()
-        npz = ensure_in21k_file(variant, work_dir)
-        size_mib = npz.stat().st_size / 2**20
-        report.note(f"{npz.name}: {size_mib:.1f} MiB (ready in {time.perf_counter() - start:.1f} s)")
-        warm_page_cache(npz)
-        out = work_dir / f"out-{tag}"
-        sides = {
-            "minimal": [sys.executable, str(minimal), str(npz), str(work_dir / f"minimal-{tag}.safetensors")],
-            "ours": [sys.executable, "-m", "conversion", "convert", "--npz", str(npz), "--out", str(out),
-                     "--overwrite", "--no-verify"],
-        }
-        if args.verified:
-            sides["verified"] = [sys.executable, "-m", "conversion", "convert", "--npz", str(npz), "--out",
-                                 str(out) + "-verified", "--overwrite"]
-        large = variant.startswith(("L/", "H/"))
-        repeats = 1 if args.tiny else (args.repeats_large or 2) if large else (args.repeats or 3)
-        if args.tiny and args.repeats:
-            repeats = args.repeats
-        results: dict[str, list[dict]] = {name: [] for name in sides}
-        interleaved(
-            {name: lambda name=name: results[name].append(measure(sides[name], env, code_root)) for name in sides},
-            repeats,
-            warmup=0,
-        )
-
-        def seconds(name):
-            return [r["seconds"] for r in results[name]]
-
-        measured = [side for side in SIDES if side in results]
-        for side in measured:
-            kind, label, target = SIDES[side]
-            failures = [r for r in results[side] if r["returncode"]]
-            failed = (
-                f"FAILED in {len(failures)} of {repeats} runs (exit {failures[0]['returncode']}: "
-                f"{sorted({r['error'] for r in failures})[0]})"
-                if failures else ""
-            )
-            report.add(
-                Figure(
-                    f"convert_{kind}_{tag}", label, statistics.median(seconds(side)), "minimal",
-                    statistics.median(seconds("minimal")), "s", paired_ratio(seconds(side), seconds("minimal")),
-                    target, note=failed, samples={label: seconds(side), "minimal": seconds("minimal")},
-                )
-            )
-        for side in measured:
-            kind, label, _ = SIDES[side]
-            peak = max(r["peak_mib"] for r in results[side])
-            report.add(
-                Figure(
-                    f"convert_{kind}_peak_rss_{tag}", label, peak, "file size", size_mib, "MiB", peak / size_mib,
-                    "<= 2.2", aim="<= 1.2",
-                    note=f"minimal converter peak {max(r['peak_mib'] for r in results['minimal']):.0f} MiB",
-                )
-            )
+        measure_variant(report, args, variant, work_dir, minimal, env)
     report.write()
     return 0
+
+
+def measure_variant(report: Report, args, variant: str, work_dir: Path, minimal: Path, env: dict[str, str]) -> None:
+    """Interleaved rounds of the minimal converter and ours (unverified, verified) on one official shape."""
+    tag = variant.replace("/", "").lower()
+    start = time.perf_counter()
+    npz = ensure_in21k_file(variant, work_dir)
+    size_mib = npz.stat().st_size / 2**20
+    report.note(f"{npz.name}: {size_mib:.1f} MiB (ready in {time.perf_counter() - start:.1f} s)")
+    warm_page_cache(npz)
+    out = work_dir / f"out-{tag}"
+    ours = [sys.executable, "-m", "conversion", "convert", "--npz", str(npz), "--overwrite"]
+    sides = {
+        "minimal": [sys.executable, str(minimal), str(npz), str(work_dir / f"minimal-{tag}.safetensors")],
+        "ours": [*ours, "--out", str(out), "--no-verify"],
+    }
+    if args.verified:
+        sides["verified"] = [*ours, "--out", str(out) + "-verified"]
+    large = variant.startswith(("L/", "H/"))
+    repeats = 1 if args.tiny else (args.repeats_large or 2) if large else (args.repeats or 3)
+    if args.tiny and args.repeats:
+        repeats = args.repeats
+    results: dict[str, list[dict]] = {name: [] for name in sides}
+    interleaved(
+        {name: lambda name=name: results[name].append(measure(sides[name], env, REPO_ROOT)) for name in sides},
+        repeats,
+        warmup=0,
+    )
+    add_figures(report, results, tag, size_mib, repeats)
+
+
+def add_figures(report: Report, results: dict[str, list[dict]], tag: str, size_mib: float, repeats: int) -> None:
+    """Time against the minimal converter and peak memory against the file's size, per side measured."""
+
+    def seconds(name):
+        return [r["seconds"] for r in results[name]]
+
+    minimal_peak = max(r["peak_mib"] for r in results["minimal"])
+    for side in [side for side in SIDES if side in results]:
+        kind, label, target = SIDES[side]
+        failures = [r for r in results[side] if r["returncode"]]
+        failed = (
+            f"FAILED in {len(failures)} of {repeats} runs (exit {failures[0]['returncode']}: "
+            f"{sorted({r['error'] for r in failures})[0]})"
+            if failures else ""
+        )
+        report.add(Figure(
+            f"convert_{kind}_{tag}", label, statistics.median(seconds(side)), "minimal",
+            statistics.median(seconds("minimal")), "s", paired_ratio(seconds(side), seconds("minimal")),
+            target, note=failed, samples={label: seconds(side), "minimal": seconds("minimal")},
+        ))
+        peak = max(r["peak_mib"] for r in results[side])
+        report.add(Figure(
+            f"convert_{kind}_peak_rss_{tag}", label, peak, "file size", size_mib, "MiB", peak / size_mib,
+            "<= 2.2", aim="<= 1.2", note=f"minimal converter peak {minimal_peak:.0f} MiB",
+        ))
 
 
 if __name__ == "__main__":

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import statistics
 import time
+from dataclasses import dataclass
 
 from common import Figure, Report, base_parser, images, machine_info, model_pair, model_shape, port_config
 from common import paired_ratio, set_threads, use_code_root
@@ -96,9 +97,39 @@ def main(argv: list[str] | None = None) -> int:
         report.note("gpu: no CUDA device on this machine; nothing measured")
         report.write()
         return 0
-    repeats = args.repeats or (2 if args.tiny else 20)
-    warmup = args.warmup if args.warmup is not None else (1 if args.tiny else 5)
-    batch, train_batch = (4, 4) if args.tiny else (args.batch, args.train_batch)
+    name = describe_device(report, device)
+    run = Run(
+        report=report, device=device, peak=peak_tflops(name) if device.type == "cuda" else None,
+        tag="tiny" if args.tiny else args.variant.replace("/", "").lower(),
+        repeats=args.repeats or (2 if args.tiny else 20),
+        warmup=args.warmup if args.warmup is not None else (1 if args.tiny else 5),
+        config=port_config(model_shape(args, args.variant)),
+    )
+    ours, peer = model_pair(run.config)
+    measure_inference(run, ours, peer, 4 if args.tiny else args.batch, args.compile)
+    measure_training(run, ours, peer, 4 if args.tiny else args.train_batch)
+    if device.type == "cuda":
+        report.note(f"peak GPU memory {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB")
+    report.write()
+    return 0
+
+
+@dataclass
+class Run:
+    """What every measurement of one run shares."""
+
+    report: Report
+    device: object
+    peak: float | None
+    tag: str
+    repeats: int
+    warmup: int
+    config: object
+
+
+def describe_device(report: Report, device) -> str:
+    """Note the device and software in the report; returns the device name the peak table is keyed by."""
+    import torch
 
     info = machine_info()
     if device.type == "cuda":
@@ -116,41 +147,47 @@ def main(argv: list[str] | None = None) -> int:
         name = f"CPU ({info['cpu']})"
         report.note(f"device {name}: smoke run only, the figures mean nothing")
     report.note(f"torch {info['torch']}, transformers {info['transformers']}, python {info['python']}")
-    peak = peak_tflops(name) if device.type == "cuda" else None
-    tag = "tiny" if args.tiny else args.variant.replace("/", "").lower()
+    return name
 
-    config = port_config(model_shape(args, args.variant))
-    ours, peer = model_pair(config)
 
-    # --- bf16 inference
+def measure_inference(run: Run, ours, peer, batch: int, compile_too: bool) -> None:
+    """bf16 inference, ours vs the peer (and both compiled with --compile)."""
+    import torch
+
+    device, config, tag = run.device, run.config, run.tag
     ours16 = ours.to(device=device, dtype=torch.bfloat16).eval()
     peer16 = peer.to(device=device, dtype=torch.bfloat16).eval()
     pixels = images(config, batch).to(device=device, dtype=torch.bfloat16)
     runs = {"ours": lambda: ours16(pixel_values=pixels), "peer": lambda: peer16(pixel_values=pixels)}
-    if args.compile:
+    if compile_too:
         compiled_ours, compiled_peer = torch.compile(ours16), torch.compile(peer16)
         runs["ours_compiled"] = lambda: compiled_ours(pixel_values=pixels)
         runs["peer_compiled"] = lambda: compiled_peer(pixel_values=pixels)
     with torch.inference_mode():
-        times = timed(runs, device, repeats, warmup, list(runs))
+        times = timed(runs, device, run.repeats, run.warmup, list(runs))
     flops = forward_flops(config, batch)
-    add_pair(report, f"gpu_inference_bf16_{tag}_bs{batch}", times, "ours", "peer", batch, "img/s", ">= 1.0")
-    add_tflops(report, f"gpu_inference_bf16_tflops_{tag}_bs{batch}", times["ours"], flops, peak)
-    if args.compile:
-        add_pair(report, f"gpu_inference_bf16_compiled_{tag}_bs{batch}", times, "ours_compiled", "peer_compiled",
+    add_pair(run.report, f"gpu_inference_bf16_{tag}_bs{batch}", times, "ours", "peer", batch, "img/s", ">= 1.0")
+    add_tflops(run.report, f"gpu_inference_bf16_tflops_{tag}_bs{batch}", times["ours"], flops, run.peak)
+    if compile_too:
+        add_pair(run.report, f"gpu_inference_bf16_compiled_{tag}_bs{batch}", times, "ours_compiled", "peer_compiled",
                  batch, "img/s", "")
-        add_tflops(report, f"gpu_inference_bf16_compiled_tflops_{tag}_bs{batch}", times["ours_compiled"], flops, peak)
+        add_tflops(run.report, f"gpu_inference_bf16_compiled_tflops_{tag}_bs{batch}", times["ours_compiled"], flops,
+                   run.peak)
     del ours16, peer16, pixels, runs
     if device.type == "cuda":
         torch.cuda.empty_cache()
 
-    # --- training: fp32 master weights, bf16 autocast, fused AdamW where available
-    ours32 = ours.to(device=device, dtype=torch.float32).train()
-    peer32 = peer.to(device=device, dtype=torch.float32).train()
-    pixels = images(config, train_batch).to(device)
-    labels = (torch.arange(train_batch) % config.num_labels).to(device)
+
+def measure_training(run: Run, ours, peer, batch: int) -> None:
+    """Training steps with fp32 master weights, bf16 autocast and fused AdamW where available."""
+    import torch
+
+    device, config = run.device, run.config
+    pixels = images(config, batch).to(device)
+    labels = (torch.arange(batch) % config.num_labels).to(device)
     steps = {}
-    for key, model in (("ours", ours32), ("peer", peer32)):
+    for key, model in (("ours", ours), ("peer", peer)):
+        model = model.to(device=device, dtype=torch.float32).train()
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type == "cuda")
 
         def step(model=model, optimizer=optimizer):
@@ -161,15 +198,11 @@ def main(argv: list[str] | None = None) -> int:
             optimizer.step()
 
         steps[key] = step
-    times = timed(steps, device, max(repeats // 2, 2), max(warmup // 2, 1), ["ours", "peer"])
-    add_pair(report, f"gpu_train_step_bf16_autocast_{tag}_bs{train_batch}", times, "ours", "peer", train_batch,
+    times = timed(steps, device, max(run.repeats // 2, 2), max(run.warmup // 2, 1), ["ours", "peer"])
+    add_pair(run.report, f"gpu_train_step_bf16_autocast_{run.tag}_bs{batch}", times, "ours", "peer", batch,
              "img/s", ">= 1.0")
-    add_tflops(report, f"gpu_train_tflops_{tag}_bs{train_batch}", times["ours"], 3 * forward_flops(config, train_batch),
-               peak)
-    if device.type == "cuda":
-        report.note(f"peak GPU memory {torch.cuda.max_memory_allocated(device) / 2**30:.1f} GiB")
-    report.write()
-    return 0
+    add_tflops(run.report, f"gpu_train_tflops_{run.tag}_bs{batch}", times["ours"], 3 * forward_flops(config, batch),
+               run.peak)
 
 
 def add_pair(report, name, times, ours, peer, items, unit, target) -> None:

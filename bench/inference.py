@@ -35,9 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     import torch
 
     report = Report(args, "inference")
-    print_header(report)
-    if args.code_root:
-        report.note(f"measuring the hf_vit_port package of {code_root}")
+    print_header(report, code_root)
     shape = model_shape(args, args.variant)
     tag = "tiny" if args.tiny else args.variant.replace("/", "").lower()
     config = port_config(shape)
@@ -60,34 +58,10 @@ def main(argv: list[str] | None = None) -> int:
         stock = peer(pixel_values=pixels).logits
         report.note(f"fp32 logits ours vs transformers: max |diff| {float((reference - stock).abs().max()):.2e}")
         times = interleaved(runs, repeats, warmup)
-
         name = f"inference_fp32_{tag}_bs{args.batch}"
         report.add(speed_figure(name, times, "ours_fp32", "peer_fp32", args.batch, "img/s", ">= 1.0", aim=">= 1.15"))
         if args.bf16:
-            report.add(
-                speed_figure(
-                    f"inference_bf16_{tag}_bs{args.batch}", times, "ours_bf16", "ours_fp32", args.batch, "img/s",
-                    ">= 1.8", labels=("ours-bf16", "ours-fp32"),
-                )
-            )
-            report.add(
-                speed_figure(
-                    f"inference_bf16_vs_transformers_{tag}_bs{args.batch}", times, "ours_bf16", "peer_bf16",
-                    args.batch, "img/s", "", labels=("ours-bf16", "transformers-bf16"),
-                )
-            )
-            logits16 = ours16(pixel_values=pixels16).logits.float()
-            error = float((logits16 - reference).abs().max())
-            scale = float(reference.abs().max())
-            agree = int((logits16.argmax(-1) == reference.argmax(-1)).sum())
-            report.add(
-                Figure(
-                    f"inference_bf16_logits_error_{tag}", "max abs(bf16 - fp32)", error, "max abs(fp32)", scale, "",
-                    error / scale, f"<= {BF16_RELATIVE_TOLERANCE}",
-                    note=f"top-1 agrees on {agree}/{args.batch} images",
-                )
-            )
-
+            bf16_figures(report, tag, args.batch, times, reference, ours16(pixel_values=pixels16).logits.float())
         if args.compile:
             models = {"fp32": (ours, pixels)}
             if args.bf16:
@@ -95,6 +69,19 @@ def main(argv: list[str] | None = None) -> int:
             compile_figures(report, args, tag, models, runs, repeats, warmup)
     report.write()
     return 0
+
+
+def bf16_figures(report: Report, tag: str, batch: int, times, reference, logits16) -> None:
+    """bf16 speed against our fp32 and transformers' bf16, and how far bf16 logits are from fp32's."""
+    report.add(speed_figure(f"inference_bf16_{tag}_bs{batch}", times, "ours_bf16", "ours_fp32", batch, "img/s",
+                            ">= 1.8", labels=("ours-bf16", "ours-fp32")))
+    report.add(speed_figure(f"inference_bf16_vs_transformers_{tag}_bs{batch}", times, "ours_bf16", "peer_bf16",
+                            batch, "img/s", "", labels=("ours-bf16", "transformers-bf16")))
+    error = float((logits16 - reference).abs().max())
+    scale = float(reference.abs().max())
+    agree = int((logits16.argmax(-1) == reference.argmax(-1)).sum())
+    report.add(Figure(f"inference_bf16_logits_error_{tag}", "max abs(bf16 - fp32)", error, "max abs(fp32)", scale, "",
+                      error / scale, f"<= {BF16_RELATIVE_TOLERANCE}", note=f"top-1 agrees on {agree}/{batch} images"))
 
 
 def compile_figures(report, args, tag, models, eager_runs, repeats, warmup) -> None:

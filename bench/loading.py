@@ -50,9 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     from hf_vit_port import ViTPortForImageClassification
 
     report = Report(args, "loading")
-    print_header(report)
-    if args.code_root:
-        report.note(f"measuring the hf_vit_port package of {code_root}")
+    print_header(report, code_root)
     work_dir = Path(args.work_dir) if args.work_dir else default_work_dir()
     variant = "tiny" if args.tiny else "B/16"
     tag = variant.replace("/", "").lower()

@@ -131,9 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     warmup = args.warmup if args.warmup is not None else 1
 
     report = Report(args, "training")
-    print_header(report)
-    if args.code_root:
-        report.note(f"measuring the hf_vit_port package of {code_root}")
+    print_header(report, code_root)
     variants = ["tiny"] if args.tiny else args.configs
     for variant in variants:
         steps, batch = build(args, variant, gradient_checkpointing=False)

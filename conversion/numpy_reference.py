@@ -271,6 +271,16 @@ def _embed(
     return np.concatenate([cls, x + pos], axis=1)
 
 
+def _input_kernel(params: Mapping[str, np.ndarray], key: str, hidden: int, output_axes: str) -> np.ndarray:
+    """A kernel whose first axis is the `hidden` input, followed by `output_axes` (named for the message)."""
+    kernel = _get(params, key)
+    if kernel.ndim != 1 + len(output_axes.split(",")) or kernel.shape[0] != hidden:
+        raise ValueError(
+            f"reference_forward: parameter {key!r} has shape {kernel.shape}, expected ({hidden}, {output_axes})"
+        )
+    return kernel
+
+
 def _attention(
     params: Mapping[str, np.ndarray],
     prefix: str,
@@ -279,12 +289,7 @@ def _attention(
 ) -> np.ndarray:
     """Flax ``MultiHeadDotProductAttention`` self-attention on ``[B, T, D]``."""
     hidden = y.shape[-1]
-    q_kernel = _get(params, f"{prefix}/query/kernel")
-    if q_kernel.ndim != 3 or q_kernel.shape[0] != hidden:
-        raise ValueError(
-            f"reference_forward: parameter {prefix + '/query/kernel'!r} has shape "
-            f"{q_kernel.shape}, expected ({hidden}, heads, head_dim)"
-        )
+    q_kernel = _input_kernel(params, f"{prefix}/query/kernel", hidden, "heads, head_dim")
     heads, head_dim = q_kernel.shape[1:]
     if num_heads is not None and num_heads != heads:
         raise ValueError(
@@ -316,12 +321,7 @@ def _attention(
 def _mlp(params: Mapping[str, np.ndarray], prefix: str, y: np.ndarray) -> np.ndarray:
     """``Dense_1(gelu_tanh(Dense_0(y)))``."""
     hidden = y.shape[-1]
-    w0 = _get(params, f"{prefix}/Dense_0/kernel")
-    if w0.ndim != 2 or w0.shape[0] != hidden:
-        raise ValueError(
-            f"reference_forward: parameter {prefix + '/Dense_0/kernel'!r} has "
-            f"shape {w0.shape}, expected ({hidden}, mlp_dim)"
-        )
+    w0 = _input_kernel(params, f"{prefix}/Dense_0/kernel", hidden, "mlp_dim")
     mlp_dim = w0.shape[1]
     b0 = _get(params, f"{prefix}/Dense_0/bias", (mlp_dim,))
     w1 = _get(params, f"{prefix}/Dense_1/kernel", (mlp_dim, hidden))

@@ -148,25 +148,34 @@ def run_clean(script: str, home) -> subprocess.CompletedProcess:
                           text=True, cwd=home)
 
 
+def stock_outputs(repo, auto_class: str, output: str, home) -> tuple[str, np.ndarray]:
+    """`output` of the stock repo on the reference inputs, computed in a process where hf_vit_port cannot load."""
+    np.save(repo.parent / "inputs.npy", reference_inputs((16, 16)))
+    script = f"""
+        import sys, numpy as np, torch
+        from transformers import {auto_class}
+        model = {auto_class}.from_pretrained({str(repo)!r}).eval()
+        assert "hf_vit_port" not in sys.modules
+        print(type(model).__name__)
+        pixels = torch.from_numpy(np.load({str(repo.parent / 'inputs.npy')!r})).permute(0, 3, 1, 2)
+        with torch.no_grad():
+            np.save({str(repo.parent / 'outputs.npy')!r}, model(pixels).{output}.numpy())
+    """
+    done = run_clean(script, home)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.strip(), np.load(repo.parent / "outputs.npy")
+
+
 def test_stock_format_loads_in_plain_transformers_with_equal_logits(tmp_path, tmp_path_factory):
     path = write_npz(tmp_path / "augreg.npz", make_augreg_params())
     result = convert(path, tmp_path / "repo", fmt="stock")
     assert result.verification.max_abs_diff_logits < 1e-5
     assert not (tmp_path / "repo" / "modeling_vit_port.py").exists()
     expected = reference_forward(dict(np.load(path)), reference_inputs((16, 16))).logits
-    np.save(tmp_path / "inputs.npy", reference_inputs((16, 16)))
-    script = f"""
-        import sys, numpy as np, torch
-        from transformers import AutoModelForImageClassification
-        model = AutoModelForImageClassification.from_pretrained({str(tmp_path / 'repo')!r}).eval()
-        assert "hf_vit_port" not in sys.modules and type(model).__name__ == "ViTForImageClassification"
-        pixels = torch.from_numpy(np.load({str(tmp_path / 'inputs.npy')!r})).permute(0, 3, 1, 2)
-        with torch.no_grad():
-            np.save({str(tmp_path / 'logits.npy')!r}, model(pixels).logits.numpy())
-    """
-    done = run_clean(script, tmp_path_factory.mktemp("home"))
-    assert done.returncode == 0, done.stderr[-2000:]
-    np.testing.assert_allclose(np.load(tmp_path / "logits.npy"), expected, atol=1e-5)
+    kind, logits = stock_outputs(tmp_path / "repo", "AutoModelForImageClassification", "logits",
+                                 tmp_path_factory.mktemp("home"))
+    assert kind == "ViTForImageClassification"
+    np.testing.assert_allclose(logits, expected, atol=1e-5)
 
 
 def test_stock_format_of_an_in21k_file_puts_pre_logits_in_the_pooler(tmp_path, tmp_path_factory):
@@ -174,19 +183,9 @@ def test_stock_format_of_an_in21k_file_puts_pre_logits_in_the_pooler(tmp_path, t
     with pytest.warns(UserWarning):
         convert(path, tmp_path / "repo", fmt="stock")
     expected = reference_forward(dict(np.load(path)), reference_inputs((16, 16))).features
-    np.save(tmp_path / "inputs.npy", reference_inputs((16, 16)))
-    script = f"""
-        import numpy as np, torch
-        from transformers import AutoModel
-        model = AutoModel.from_pretrained({str(tmp_path / 'repo')!r}).eval()
-        assert type(model).__name__ == "ViTModel"
-        pixels = torch.from_numpy(np.load({str(tmp_path / 'inputs.npy')!r})).permute(0, 3, 1, 2)
-        with torch.no_grad():
-            np.save({str(tmp_path / 'features.npy')!r}, model(pixels).pooler_output.numpy())
-    """
-    done = run_clean(script, tmp_path_factory.mktemp("home"))
-    assert done.returncode == 0, done.stderr[-2000:]
-    np.testing.assert_allclose(np.load(tmp_path / "features.npy"), expected, atol=1e-5)
+    kind, features = stock_outputs(tmp_path / "repo", "AutoModel", "pooler_output", tmp_path_factory.mktemp("home"))
+    assert kind == "ViTModel"
+    np.testing.assert_allclose(features, expected, atol=1e-5)
 
 
 def test_stock_format_refuses_what_stock_vit_cannot_hold(tmp_path):

@@ -30,27 +30,20 @@ def photo(tmp_path, size=(50, 40)):
     return path
 
 
+def subset(loss, accuracy, top5, **where):
+    """A log entry of the training-subset scores."""
+    return {"train_subset_loss": loss, "train_subset_accuracy": accuracy, "train_subset_top5_accuracy": top5, **where}
+
+
 def test_training_curves_png_from_a_log_history(tmp_path):
     history = [
         {"loss": 2.0, "epoch": 0.1, "step": 1},
         {"loss": 1.5, "epoch": 0.5, "step": 5},
         {"eval_loss": 1.2, "eval_accuracy": 0.4, "eval_top5_accuracy": 0.9, "epoch": 1.0, "step": 10},
-        {
-            "train_subset_loss": 1.1,
-            "train_subset_accuracy": 0.5,
-            "train_subset_top5_accuracy": 0.95,
-            "epoch": 1.0,
-            "step": 10,
-        },
+        subset(1.1, 0.5, 0.95, epoch=1.0, step=10),
         {"loss": 1.0, "epoch": 1.5, "step": 15},
         {"eval_loss": 0.9, "eval_accuracy": 0.7, "eval_top5_accuracy": 1.0, "epoch": 2.0, "step": 20},
-        {
-            "train_subset_loss": 0.8,
-            "train_subset_accuracy": 0.8,
-            "train_subset_top5_accuracy": 1.0,
-            "epoch": 2.0,
-            "step": 20,
-        },
+        subset(0.8, 0.8, 1.0, epoch=2.0, step=20),
         {"eval_loss": 1.2, "eval_accuracy": 0.4, "epoch": 2.0, "step": 20},  # the final re-evaluation: not plotted
     ]
     path = plot_training_curves(history, tmp_path / "curves" / "training_curves.png")
