@@ -10,12 +10,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
 import struct
-import tempfile
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +27,7 @@ from hf_vit_port.processing import make_image_processor
 from hf_vit_port.stock import stock_config, to_stock_state_dict
 
 from ..hub.cards import FORMATS, converted_model_card
+from .publish import destination, publish, staging_dir
 from .registry import OfficialCheckpoint
 from .verify import Reference, Verification, verify
 
@@ -90,36 +87,40 @@ def convert(
     `output_dir` unless every step succeeds.
     """
     npz_path, output_dir = Path(npz_path), Path(output_dir)
-    _check_request(fmt, output_dir, overwrite)
-    with NpzSource(npz_path) as source, ThreadPoolExecutor(max_workers=1) as hashing:
-        # Opened first: it explains a missing, empty or damaged file best. The digest (for the model card) is
-        # computed alongside the conversion: hashlib releases the GIL, so it costs no wall time on a second core.
+    target = _check_request(fmt, output_dir, overwrite)
+    # The staging directory comes first: an unwritable or full destination is refused before any work.
+    needed = int(npz_path.stat().st_size * 1.1) if npz_path.is_file() else 0
+    with staging_dir(target, needed) as staging, NpzSource(npz_path) as source, ThreadPoolExecutor(1) as hashing:
+        # The digest (for the model card) is computed alongside the conversion: hashlib releases the GIL, so it
+        # costs no wall time on a second core.
         digest = hashing.submit(sha256_of, npz_path)
         reference = _reference(source) if verify_outputs else None
         model, summary, verification = _build_verified(source, reference, resample, keep_zero_head, overrides)
         provenance = {"file": npz_path.name, "sha256": digest.result(), "size": npz_path.stat().st_size}
-    notes = list(summary.notes)
-    if verification is not None and overrides:
-        notes.append(f"verified at the checkpoint's own configuration; the repo then applies {sorted(overrides)} "
-                     f"(see the loading summary)")
-    port_config, output = model.config, to_format(model, fmt)
-    del model  # the stock format holds copies of the weights: the port model's go now
-    with _staging_dir(output_dir) as staging:
+        port_config, output = model.config, to_format(model, fmt)
+        del model  # the stock format holds copies of the weights: the port model's go now
         model_class, reloaded = type(output), _save_checked(output, staging)
         del output  # the reloaded model must not sit beside a second copy of the weights
         reload_verification = _verify_reloaded(model_class, staging, None if overrides else reference, reloaded)
         card = converted_model_card(config=port_config, repo_id=repo_id, source=provenance, checkpoint=checkpoint,
                                     verification=None if verification is None else verification.as_dict(), fmt=fmt)
         card.save(staging / "README.md")
-        _publish(staging, output_dir, overwrite)
+        publish(staging, target, overwrite)
+    notes = list(summary.notes)
+    if verification is not None and overrides:
+        notes.append(f"verified at the checkpoint's own configuration; the repo then applies {sorted(overrides)} "
+                     f"(see the loading summary)")
     return ConversionResult(output_dir, fmt, provenance, verification, reload_verification, summary, notes)
 
 
-def _check_request(fmt: str, output_dir: Path, overwrite: bool) -> None:
+def _check_request(fmt: str, output_dir: Path, overwrite: bool) -> Path:
+    """Refuse what cannot be done before any work; returns the directory the repo will really be written to."""
     if fmt not in FORMATS:
         raise ConversionError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
-    if output_dir.exists() and not overwrite:
+    target = destination(output_dir)
+    if target.exists() and not overwrite:
         raise ConversionError(f"{output_dir} already exists; pass --overwrite to replace it")
+    return target
 
 
 def _reference(source: NpzSource) -> Reference:
@@ -182,8 +183,11 @@ def to_format(model: ViTPortForImageClassification, fmt: str) -> torch.nn.Module
 def _save_checked(output: torch.nn.Module, staging: Path) -> torch.nn.Module | None:
     """Save the model and its image processor into `staging` and check the written weights. The stock format is
     checked on what transformers loads back (it renames weights on saving): that reload is returned, for reuse."""
-    output.save_pretrained(staging)
-    make_image_processor(output.config).save_pretrained(staging)
+    try:
+        output.save_pretrained(staging)
+        make_image_processor(output.config).save_pretrained(staging)
+    except OSError as error:  # a full or failing disk: say where
+        raise ConversionError(f"{staging.parent}: cannot write the repo ({error.strerror or error})") from None
     if type(output) is ViTPortForImageClassification:
         _check_written_weights(staging / "model.safetensors", output)
         return None
@@ -228,30 +232,3 @@ def _check_same_weights(reloaded: torch.nn.Module, written: torch.nn.Module, dir
     for name, tensor in reloaded.state_dict().items():
         if name not in expected or not torch.equal(tensor, expected[name]):
             raise ConversionError(f"{directory}: {name} reloads differently from the converted model's weights")
-
-
-@contextmanager
-def _staging_dir(output_dir: Path) -> Iterator[Path]:
-    """A temporary directory beside the destination (same filesystem, so the final rename is atomic)."""
-    output_dir.parent.mkdir(parents=True, exist_ok=True)
-    # A conversion killed outright (SIGKILL, power loss) cannot clean up; the next one to the same place does.
-    for stale in output_dir.parent.glob(f".{output_dir.name}.partial-*"):
-        shutil.rmtree(stale, ignore_errors=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{output_dir.name}.partial-", dir=output_dir.parent))
-    try:
-        yield staging
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
-
-
-def _publish(staging: Path, output_dir: Path, overwrite: bool) -> None:
-    """Move the finished repo into place; an existing one is replaced only once the new one is complete."""
-    if output_dir.exists():
-        if not overwrite:
-            raise ConversionError(f"{output_dir} appeared during the conversion; not replacing it")
-        retired = staging.with_name(staging.name + ".old")
-        output_dir.rename(retired)
-        staging.rename(output_dir)
-        shutil.rmtree(retired, ignore_errors=True)
-    else:
-        staging.rename(output_dir)

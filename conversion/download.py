@@ -16,14 +16,18 @@ Standard library only, plus ``tqdm`` for the progress bar when it is installed (
 
 from __future__ import annotations
 
+import fcntl
 import http.client
 import logging
 import os
 import re
+import socket
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
@@ -44,6 +48,7 @@ CACHE_ENV_VAR = "HF_VIT_PORT_CACHE"
 
 PARTIAL_SUFFIX = ".partial"
 CHUNK_SIZE = 1 << 20
+DEFAULT_MIN_SPEED = 64 * 1024  # bytes/s: a B/16 file then takes at most ~1.7 hours
 ZIP_MAGIC = b"PK"  # np.savez writes a zip archive; anything else (an HTML error page, say) is not a checkpoint
 USER_AGENT = "hf-vit-port (+https://github.com/google-research/vision_transformer checkpoints)"
 
@@ -104,7 +109,9 @@ def download_checkpoint(
     progress: bool = True,
     retries: int = 3,
     backoff: float = 1.0,
-    timeout: float = 60.0,
+    timeout: float = 30.0,
+    min_speed: float = DEFAULT_MIN_SPEED,
+    deadline: float | None = None,
 ) -> Path:
     """Return the local path of `checkpoint`, downloading it first unless a complete copy is cached.
 
@@ -118,7 +125,11 @@ def download_checkpoint(
             call, each retry resuming from the bytes already written. The count restarts after an attempt that
             wrote bytes, so only consecutive failures at the same byte exhaust it.
         backoff: Seconds before the first retry; doubled for each further one.
-        timeout: Socket timeout in seconds, for connecting and for each read.
+        timeout: Socket timeout in seconds, for connecting, for the response headers and for each read.
+        min_speed: Bytes per second below which an attempt counts as failed (measured after `timeout` seconds), so
+            a server that trickles bytes cannot hold the download forever.
+        deadline: Seconds after which the download gives up whatever happens (the ``.partial`` file is kept);
+            None means the time the file takes at `min_speed`, plus `timeout` per retry.
 
     Returns:
         ``<cache_dir>/<checkpoint.path>``, a file whose size passed `checkpoint.check_size` and that is a zip archive.
@@ -131,16 +142,43 @@ def download_checkpoint(
     final = cache_path(checkpoint, cache_dir)
     if _cached_copy_is_complete(final, checkpoint):
         return final
-
     url = _fetchable_url(checkpoint.url_for(base_url))
     final.parent.mkdir(parents=True, exist_ok=True)
-    partial = _partial_path(final)
-    announced = _download_with_retries(
-        checkpoint, url, partial, progress=progress, retries=retries, backoff=backoff, timeout=timeout
-    )
-    _verify_or_remove(partial, checkpoint, url, announced)
-    os.replace(partial, final)
+    if deadline is None:
+        deadline = checkpoint.expected_size_range()[1] / min_speed + timeout * (retries + 1)
+    limits = _Limits(timeout=timeout, min_speed=min_speed, until=time.monotonic() + deadline, deadline=deadline)
+    with _exclusive(final):
+        if _cached_copy_is_complete(final, checkpoint):  # another process finished it while we waited
+            return final
+        partial = _partial_path(final)
+        announced = _download_with_retries(checkpoint, url, partial, progress=progress, retries=retries,
+                                           backoff=backoff, limits=limits)
+        _verify_or_remove(partial, checkpoint, url, announced)
+        os.replace(partial, final)
     return final
+
+
+@dataclass(frozen=True)
+class _Limits:
+    """How long one download may take: per read, per second on average, and in all."""
+
+    timeout: float
+    min_speed: float
+    until: float  # time.monotonic() after which it gives up
+    deadline: float
+
+
+@contextmanager
+def _exclusive(final: Path) -> Iterator[None]:
+    """One process downloads a file at a time: a second one waits for the first (and then finds the file cached)
+    instead of writing into the same `.partial` file."""
+    with open(final.with_name(final.name + ".lock"), "a+b") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            logger.warning("Another process is downloading %s; waiting for it.", final.name)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def _cached_copy_is_complete(final: Path, checkpoint: OfficialCheckpoint) -> bool:
@@ -177,27 +215,30 @@ def _download_with_retries(
     progress: bool,
     retries: int,
     backoff: float,
-    timeout: float,
+    limits: _Limits,
 ) -> int | None:
     """Fetch `url` into `partial`, retrying transient failures; return the total size the server announced."""
     failures = 0
     while True:
-        before = _size_of(partial)
+        before, started = _size_of(partial), time.monotonic()
         try:
-            return _fetch_once(checkpoint, url, partial, progress=progress, timeout=timeout)
+            return _fetch_once(checkpoint, url, partial, progress=progress, limits=limits)
         except _TransientError as error:
-            # An attempt that got further restarts the count, so a flaky but progressing connection still finishes,
-            # while one that keeps failing at the same byte gives up after `retries` retries.
-            failures = 1 if _size_of(partial) > before else failures + 1
+            # An attempt that moved at a useful speed restarts the count, so a flaky but progressing connection
+            # still finishes, while one that keeps failing (or trickles) gives up after `retries` retries.
+            speed = (_size_of(partial) - before) / max(time.monotonic() - started, 1e-3)
+            failures = 1 if speed >= limits.min_speed else failures + 1
             if failures > retries:
                 raise _interrupted(checkpoint, url, partial, str(error)) from error
             delay = backoff * 2 ** max(failures - 1, 0)
+            if time.monotonic() + delay > limits.until:
+                raise _interrupted(checkpoint, url, partial, f"{error}; gave up at the {limits.deadline:.0f} s deadline")
             logger.warning("Download of %s interrupted (%s); resuming in %.1f s.", url, error, delay)
             time.sleep(delay)
 
 
 def _fetch_once(
-    checkpoint: OfficialCheckpoint, url: str, partial: Path, *, progress: bool, timeout: float
+    checkpoint: OfficialCheckpoint, url: str, partial: Path, *, progress: bool, limits: _Limits
 ) -> int | None:
     """One request: resume `partial` (or start it), stream the body into it, return the announced total size.
 
@@ -208,6 +249,7 @@ def _fetch_once(
     if offset:
         headers["Range"] = f"bytes={offset}-"
     try:
+        timeout = max(min(limits.timeout, limits.until - time.monotonic()), 0.001)
         response = urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout)
     except urllib.error.HTTPError as error:
         try:
@@ -217,17 +259,20 @@ def _fetch_once(
         if partial.exists():
             return total
         # The partial file did not fit the remote file and was removed: start over (no Range now, so no 416 again).
-        return _fetch_once(checkpoint, url, partial, progress=progress, timeout=timeout)
+        return _fetch_once(checkpoint, url, partial, progress=progress, limits=limits)
     except (urllib.error.URLError, OSError, http.client.HTTPException) as error:
         reason = getattr(error, "reason", error)
         if isinstance(reason, FileNotFoundError):  # a file:// mirror without the file
             raise _not_found(checkpoint, url) from error
+        if isinstance(reason, TimeoutError) or "timed out" in str(reason):
+            raise _TransientError(f"no answer within {limits.timeout:g} s") from error
         raise _TransientError(f"cannot connect: {reason}") from error
 
     with response:
         start, total = _plan_body(response, offset, url)
         _refuse_wrong_announced_size(checkpoint, url, partial, total)
-        _stream(response, partial, start=start, total=total, progress=progress, label=checkpoint.filename)
+        _stream(response, partial, start=start, total=total, progress=progress, label=checkpoint.filename,
+                limits=limits)
     if total is not None and _size_of(partial) < total:
         # http.client stops quietly at a close-delimited end; a short body is an interruption, not the file.
         raise _TransientError(f"connection closed after {_size_of(partial)} of {total} bytes")
@@ -285,9 +330,10 @@ def _plan_body(response: http.client.HTTPResponse, offset: int, url: str) -> tup
 
 
 def _stream(
-    response: IO[bytes], partial: Path, *, start: int, total: int | None, progress: bool, label: str
+    response: IO[bytes], partial: Path, *, start: int, total: int | None, progress: bool, label: str, limits: _Limits
 ) -> None:
-    """Copy the body into `partial` from byte `start` on (truncating anything after it), with a progress bar."""
+    """Copy the body into `partial` from byte `start` on (truncating anything after it), with a progress bar; an
+    attempt slower than `limits.min_speed` (after a grace period) or past the deadline stops."""
     mode = "ab" if start else "wb"
     # read1 returns what has arrived; read(n) waits for n bytes and loses them all if the connection fails meanwhile.
     read = getattr(response, "read1", response.read)
@@ -296,12 +342,25 @@ def _stream(
     bar = tqdm(total=total, initial=start, unit="B", unit_scale=True, unit_divisor=1024, desc=label, disable=not progress)
     with open(partial, mode) as sink, bar:
         try:
+            began, received = time.monotonic(), 0
             while chunk := read(CHUNK_SIZE):
                 sink.write(chunk)
                 bar.update(len(chunk))
+                received += len(chunk)
+                _check_pace(received, time.monotonic() - began, limits)
+        except (TimeoutError, socket.timeout) as error:
+            raise _TransientError(f"no data for {limits.timeout:g} s") from error
         except (OSError, http.client.HTTPException) as error:
             # Everything written so far stays in the .partial file (flushed when `sink` closes) for the resume.
             raise _TransientError(f"connection lost: {error!r}") from error
+
+
+def _check_pace(received: int, elapsed: float, limits: _Limits) -> None:
+    if time.monotonic() > limits.until:
+        raise _TransientError(f"still downloading at the {limits.deadline:.0f} s deadline")
+    if elapsed > limits.timeout and received / elapsed < limits.min_speed:
+        raise _TransientError(f"{received / elapsed / 1024:.1f} KiB/s is below the minimum of "
+                              f"{limits.min_speed / 1024:.0f} KiB/s")
 
 
 # -- checks --------------------------------------------------------------------------------------------------------

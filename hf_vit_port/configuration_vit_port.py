@@ -18,6 +18,19 @@ _HANDLED_BY_TRANSFORMERS = frozenset(
      "_attn_implementation_autoset", "tie_last_hidden_states"}
 )
 POSITION_INTERPOLATIONS = ("official", "bilinear", "bicubic")
+# Far above any ViT ever trained (ViT-22B: width 6144, 48 layers, MLP 24576), and far below what would make a config
+# file (or the header of an .npz array) allocate or loop for minutes before failing.
+SIZE_LIMITS = {
+    "num_channels": 64,
+    "hidden_size": 65536,
+    "intermediate_size": 262144,
+    "num_attention_heads": 1024,
+    "num_hidden_layers": 1024,
+    "representation_size": 65536,
+    "num_labels": 1_000_000,
+    "image_size": 16384,
+    "patch_size": 1024,
+}
 
 
 def to_pair(value: int | list[int] | tuple[int, int]) -> tuple[int, int]:
@@ -118,6 +131,7 @@ class ViTPortConfig(PretrainedConfig):
                 "ViTPortConfig: unknown fields %s (written by a newer hf-vit-port?) are kept but not used by this version.",
                 ", ".join(unknown),
             )
+        _refuse_absurd_label_count(kwargs)
         # JSON turns tuples into lists; keep sizes as plain ints or (h, w) pairs so configs compare equal.
         if isinstance(self.image_size, list):
             self.image_size = tuple(self.image_size)
@@ -142,6 +156,15 @@ class ViTPortConfig(PretrainedConfig):
     def pooled_size(self) -> int:
         """Width of the features the head sees: the pre-logits width if there is one, else the encoder's."""
         return self.representation_size or self.hidden_size
+
+    def validate_sizes(self) -> None:
+        """Refuse absurd sizes before anything is allocated or iterated over."""
+        for name, limit in SIZE_LIMITS.items():
+            value = getattr(self, name)
+            values = to_pair(value) if name in ("image_size", "patch_size") else (value or 0,)
+            if max(values) > limit:
+                raise ValueError(f"ViTPortConfig.{name}={value} is beyond any ViT (at most {limit:,}); the config "
+                                 f"or checkpoint is damaged or not a ViT.")
 
     def validate_architecture(self) -> None:
         """Refuse configurations no ViT can be built from, saying how to fix them."""
@@ -187,6 +210,14 @@ class ViTPortConfig(PretrainedConfig):
         `"imagenet21k+imagenet2012"`, `"augreg"`, `"augreg+imagenet2012"`). Any field can be overridden.
         """
         return cls(**{**preset_kwargs(variant, dataset), **overrides})
+
+
+def _refuse_absurd_label_count(kwargs: dict[str, Any]) -> None:
+    """transformers builds an id2label entry per label before any validator runs: check the count first."""
+    count = kwargs.get("num_labels") or len(kwargs.get("id2label") or ())
+    if isinstance(count, int) and count > SIZE_LIMITS["num_labels"]:
+        raise ValueError(f"ViTPortConfig.num_labels={count} is beyond any ViT (at most {SIZE_LIMITS['num_labels']:,}); "
+                         f"the config or checkpoint is damaged or not a ViT.")
 
 
 def _divisor_near(value: int, target: int) -> int:

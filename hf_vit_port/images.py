@@ -12,8 +12,8 @@ import io
 import os
 import urllib.error
 import urllib.request
-import warnings
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -125,23 +125,30 @@ def open_image(
 
 def _decode(stream: io.BytesIO, name: str, max_pixels: int | None) -> Image.Image:
     try:
-        # PIL warns past MAX_IMAGE_PIXELS and raises past twice that; make the warning an error so that our own
-        # limit is the only one that decides, and check the header size before anything is decoded.
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+        # Our limit is the only one that decides (PIL's own would refuse a --max-pixels above it): PIL's check is off
+        # while the header is read, and ours runs on the header's size before anything is decoded.
+        with _without_pil_pixel_limit():
             image = Image.open(stream)
-            _check_pixels(image, name, max_pixels)
-            image.load()
+        _check_pixels(image, name, max_pixels)
+        image.load()
     except BadImageError:
         raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as error:
-        raise BadImageError(name, f"refused as a possible decompression bomb ({error})") from error
     except UnidentifiedImageError as error:
         raise BadImageError(name, "not an image file PIL can read") from error
     except (OSError, SyntaxError, ValueError, EOFError) as error:
         # Truncated files fail here ("image file is truncated"), as do corrupt headers and bad compression data.
         raise BadImageError(name, f"the image is damaged or truncated ({error})") from error
     return _finish(image, name, max_pixels)
+
+
+@contextmanager
+def _without_pil_pixel_limit() -> Iterator[None]:
+    limit = Image.MAX_IMAGE_PIXELS
+    Image.MAX_IMAGE_PIXELS = None
+    try:
+        yield
+    finally:
+        Image.MAX_IMAGE_PIXELS = limit
 
 
 def _check_pixels(image: Image.Image, name: str, max_pixels: int | None) -> None:

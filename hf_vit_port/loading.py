@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import Counter
 import warnings
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -23,7 +24,7 @@ from transformers.initialization import no_init_weights
 
 from .configuration_vit_port import ViTPortConfig, to_pair
 from .labels import labels_for_num_classes
-from .npz_format import NpzCheckpoint, NpzFormatError, infer_architecture, torch_parameters
+from .npz_format import NpzCheckpoint, NpzFormatError, check_shapes, infer_architecture, torch_parameters
 from .resample import resample_patch_kernel, resample_position_embeddings
 
 logger = logging.getLogger(__name__)
@@ -31,6 +32,13 @@ logger = logging.getLogger(__name__)
 LOADED, RESAMPLED, FRESH, UNUSED = "loaded", "resampled", "initialised fresh", "unused in the file"
 _GENERIC_LABEL = re.compile(r"^(LABEL_)?\d+$")
 WEIGHTS_NAME = "model.safetensors"
+# What the original code computes with (flax defaults and the ViT code's choices); an .npz file does not record them.
+ORIGINAL_NUMERICS = {"hidden_act": "gelu_pytorch_tanh", "layer_norm_eps": 1e-6, "qkv_bias": True}
+# Fields the weights' meaning depends on: a model built with another value would load every array and compute
+# something else. The image and patch size, depth, labels, pre-logits and regularisation can change (adapted, fresh
+# or reported); these cannot.
+FIXED_BY_WEIGHTS = ("num_channels", "hidden_size", "intermediate_size", "num_attention_heads", "hidden_act",
+                    "layer_norm_eps", "qkv_bias", "classifier")
 
 
 @dataclass
@@ -104,10 +112,12 @@ class NpzSource(CheckpointSource):
         self.name = str(self.checkpoint.path)
         self.notes = self.checkpoint.notes
         self._architecture = infer_architecture(self.checkpoint)  # from the .npy headers: no data read
+        _validated(self._architecture, self.name)
+        check_shapes(self.checkpoint, self._architecture)
         self.label_names = labels_for_num_classes(self._architecture["num_labels"])
 
     def architecture(self) -> dict[str, Any]:
-        return dict(self._architecture)
+        return {**ORIGINAL_NUMERICS, **self._architecture}
 
     def parameters(self) -> Iterator[tuple[str, list[str], Maker]]:
         for name, keys, make in torch_parameters(self.checkpoint):
@@ -152,6 +162,15 @@ class RepoSource(CheckpointSource):
 
     def keys(self) -> set[str]:
         return set(self._file.keys())
+
+
+def _validated(architecture: dict[str, Any], name: str) -> None:
+    """The architecture a file's headers declare, checked for sizes no ViT has before anything is read."""
+    try:
+        ViTPortConfig(**architecture)
+    except (ValueError, TypeError) as error:
+        cause = error.__cause__ or error
+        raise NpzFormatError(f"{name}: {cause}") from None
 
 
 def is_npz(source: str | Path) -> bool:
@@ -199,6 +218,9 @@ def load_checkpoint(
 def target_config(source: CheckpointSource, *, keep_zero_head: bool = False, **overrides: Any) -> tuple[ViTPortConfig, list[str]]:
     """The source's configuration with `overrides` applied; also returns notes on the choices made."""
     fields, notes = source.architecture(), []
+    _refuse_meaning_changes(source.name, fields, overrides)
+    if "id2label" in overrides:
+        overrides["id2label"] = _checked_labels(overrides["id2label"])
     labels_given = "num_labels" in overrides or "id2label" in overrides
     if not keep_zero_head and not labels_given and source.head_is_zero():
         message = (
@@ -219,6 +241,34 @@ def target_config(source: CheckpointSource, *, keep_zero_head: bool = False, **o
     if "id2label" in overrides and "label2id" not in overrides:
         overrides["label2id"] = {label: index for index, label in overrides["id2label"].items()}
     return ViTPortConfig(**{**fields, **overrides}), notes
+
+
+def _refuse_meaning_changes(name: str, fields: dict[str, Any], overrides: dict[str, Any]) -> None:
+    for field_name in FIXED_BY_WEIGHTS:
+        if field_name in overrides and field_name in fields and overrides[field_name] != fields[field_name]:
+            raise ValueError(
+                f"{name}: the checkpoint has {field_name}={fields[field_name]!r}; {field_name}="
+                f"{overrides[field_name]!r} would change what its weights compute, so it is refused (the image and "
+                f"patch size, depth, labels, pre-logits and dropout can be changed)."
+            )
+
+
+def _checked_labels(id2label: Any) -> dict[int, str]:
+    """Label names given by the caller: indices 0..n-1, each name once (label2id would silently lose a class)."""
+    if not isinstance(id2label, dict) or not id2label:
+        raise ValueError(f"id2label must be a non-empty mapping of class index to name, got {id2label!r}.")
+    try:
+        labels = {int(index): str(name) for index, name in id2label.items()}
+    except (TypeError, ValueError):
+        bad = next(index for index in id2label if not str(index).strip().lstrip("-").isdigit())
+        raise ValueError(f"id2label: {bad!r} is not a class index (0, 1, 2, ...).") from None
+    if sorted(labels) != list(range(len(labels))):
+        raise ValueError(f"id2label must name classes 0..{len(labels) - 1}, got indices {sorted(labels)[:10]}.")
+    duplicates = sorted(name for name, count in Counter(labels.values()).items() if count > 1)
+    if duplicates:
+        raise ValueError(f"id2label names {', '.join(map(repr, duplicates))} more than once; each class needs its "
+                         f"own name (label2id maps names back to classes).")
+    return labels
 
 
 def fill_model(model: Any, source: CheckpointSource, summary: LoadingSummary, *, resample: str) -> None:

@@ -13,9 +13,13 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from .configuration_vit_port import SIZE_LIMITS
+
 logger = logging.getLogger(__name__)
 
 PREFIXES = ("opt/target/", "params/")
+MAX_HEADER_BYTES = 10_000  # numpy's own default bound on a .npy header
+READ_CHUNK_BYTES = 16 << 20  # arrays are inflated in chunks of this size into their final buffer
 # vision_transformer keeps the R50 stem at the top of the tree (conv_root, gn_root, block{s}/unit{u}); some exports
 # nest it under embedding/.
 HYBRID_MARKERS = ("conv_root/", "gn_root/", "block1/", "embedding/root/", "embedding/conv_root/", "embedding/block1/")
@@ -30,10 +34,24 @@ _BLOCK = re.compile(r"^Transformer/encoderblock_(\d+)/")
 
 
 class Source(NamedTuple):
-    """One array under its canonical name: its shape (known without reading it) and how to read it."""
+    """One array under its canonical name: its shape and dtype (known without reading it) and how to read it."""
 
     shape: tuple[int, ...]
+    dtype: np.dtype
     read: Callable[[], np.ndarray]
+
+
+class Header(NamedTuple):
+    """What a member's .npy header promises: checked against the archive before any data is read."""
+
+    shape: tuple[int, ...]
+    dtype: np.dtype
+    fortran_order: bool
+    data_offset: int  # bytes of magic + header before the data
+
+    @property
+    def nbytes(self) -> int:
+        return int(np.prod(self.shape, dtype=np.int64)) * self.dtype.itemsize
 
 
 class NpzFormatError(ValueError):
@@ -53,35 +71,55 @@ class NpzCheckpoint(Mapping):
     def __init__(self, path: str | Path):
         self.path = Path(path)
         self.notes: list[str] = []
-        self._archive = _open_archive(self.path)
-        raw_keys = list(self._archive.files)
+        self._zip = _open_archive(self.path)
+        raw_keys = [name[: -len(".npy")] for name in self._zip.namelist() if name.endswith(".npy")]
         if not raw_keys:
             raise NpzFormatError(f"{self.path}: the archive holds no arrays.")
-        self._sources: dict[str, Source] = {key: Source(self._header_shape(key), self._reader(key)) for key in raw_keys}
+        headers = {key: self._header(key) for key in raw_keys}
+        self._sources: dict[str, Source] = {key: Source(header.shape, header.dtype, self._reader(key, header))
+                                            for key, header in headers.items()}
         for fix_up in (_strip_prefix, _reject_hybrid, _rename_big_vision_blocks, _unstack_layers, _move_pos_embedding):
             fix_up(self)
 
-    def _header_shape(self, raw_key: str) -> tuple[int, ...]:
-        """The array's shape from its .npy header: inferring the architecture reads no array data."""
+    def _header(self, raw_key: str) -> Header:
+        """The member's .npy header, checked against the archive: it holds no Python objects (whose loading would
+        need pickle), and its data is exactly as long as the header promises. Reading it reads no
+        array data, so inferring the architecture and checking every shape costs nothing."""
         try:
-            with self._archive.zip.open(raw_key + ".npy") as member:
+            info = self._zip.getinfo(raw_key + ".npy")
+            with self._zip.open(info) as member:
                 version = np.lib.format.read_magic(member)
                 read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-                return tuple(read_header(member)[0])
+                shape, fortran_order, dtype = read_header(member, max_header_size=MAX_HEADER_BYTES)
+                header = Header(tuple(shape), dtype, fortran_order, member.tell())
         except (ValueError, zipfile.BadZipFile, EOFError, OSError, KeyError) as error:
             raise NpzFormatError(f"{self.path}: key {raw_key!r} cannot be read ({error}); the file is damaged.") from error
-
-    def _reader(self, raw_key: str) -> Callable[[], np.ndarray]:
-        return lambda: self._read(raw_key)
-
-    def _read(self, raw_key: str) -> np.ndarray:
-        try:
-            array = self._archive[raw_key]
-        except ValueError as error:  # object arrays need pickle, which we never allow
+        _refuse_objects(header.dtype, self.path, raw_key)
+        if info.file_size != header.data_offset + header.nbytes:
             raise NpzFormatError(
-                f"{self.path}: key {raw_key!r} holds Python objects (pickled data), which are refused; a ViT "
-                f"checkpoint holds only numeric arrays."
-            ) from error
+                f"{self.path}: key {raw_key!r} declares {header.nbytes:,} bytes of data ({header.shape} "
+                f"{header.dtype}) but the archive holds {max(info.file_size - header.data_offset, 0):,}; the file is "
+                f"truncated or forged."
+            )
+        return header
+
+    def _reader(self, raw_key: str, header: Header) -> Callable[[], np.ndarray]:
+        return lambda: self._read(raw_key, header)
+
+    def _read(self, raw_key: str, header: Header) -> np.ndarray:
+        """Exactly the bytes the header promises, in bounded chunks: a member that would inflate to more is never
+        inflated further (and its CRC is checked as the last byte is read)."""
+        array = np.empty(header.shape, header.dtype, order="F" if header.fortran_order else "C")
+        target = memoryview(array.reshape(-1, order="A").view(np.uint8))
+        try:
+            with self._zip.open(raw_key + ".npy") as member:
+                member.read(header.data_offset)
+                done = 0
+                while done < header.nbytes:
+                    count = member.readinto(target[done : done + READ_CHUNK_BYTES])
+                    if not count:
+                        raise EOFError(f"the data ends after {done:,} of {header.nbytes:,} bytes")
+                    done += count
         except (zipfile.BadZipFile, EOFError, OSError, KeyError) as error:
             raise NpzFormatError(f"{self.path}: key {raw_key!r} cannot be read ({error}); the file is damaged.") from error
         return _as_float32(array, self.path, raw_key, self.notes)
@@ -101,6 +139,12 @@ class NpzCheckpoint(Mapping):
             raise NpzFormatError(f"{self.path}: key {key!r} is missing.")
         return self._sources[key].shape
 
+    def dtype(self, key: str) -> np.dtype:
+        """The dtype of `key`, without reading its data."""
+        if key not in self._sources:
+            raise NpzFormatError(f"{self.path}: key {key!r} is missing.")
+        return self._sources[key].dtype
+
     def __contains__(self, key: object) -> bool:
         return key in self._sources
 
@@ -111,7 +155,7 @@ class NpzCheckpoint(Mapping):
         return len(self._sources)
 
     def close(self) -> None:
-        self._archive.close()
+        self._zip.close()
 
     def __enter__(self) -> "NpzCheckpoint":
         return self
@@ -120,40 +164,52 @@ class NpzCheckpoint(Mapping):
         self.close()
 
 
-def _open_archive(path: Path) -> Any:
+def _open_archive(path: Path) -> zipfile.ZipFile:
     if not path.exists():
         raise NpzFormatError(f"{path}: no such file.")
     if path.is_dir():
         raise NpzFormatError(f"{path}: is a directory, not an .npz file.")
     if path.stat().st_size == 0:
         raise NpzFormatError(f"{path}: the file is empty (0 bytes).")
-    try:
-        archive = np.load(path, allow_pickle=False, mmap_mode=None)
-    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
-        raise NpzFormatError(f"{path}: not a readable .npz archive ({error}).") from error
-    if not isinstance(archive, np.lib.npyio.NpzFile):
+    with path.open("rb") as stream:
+        magic = stream.read(6)
+    if magic == np.lib.format.MAGIC_PREFIX:
         raise NpzFormatError(f"{path}: holds a single .npy array, not an .npz archive of named arrays.")
-    # No upfront testzip(): it would read the whole file once more. Each member's CRC is checked as it is read,
-    # and every array is read before anything is written.
-    return archive
+    try:
+        # No upfront testzip(): it would read the whole file once more. Each member's CRC is checked as it is read,
+        # and every array is read before anything is written.
+        return zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, EOFError, ValueError) as error:
+        raise NpzFormatError(f"{path}: not a readable .npz archive ({error}).") from error
+
+
+def _refuse_objects(dtype: np.dtype, path: Path, key: str) -> None:
+    if dtype.hasobject:  # loading them would need pickle, which can run code
+        raise NpzFormatError(
+            f"{path}: key {key!r} holds Python objects (pickled data), which are refused; a ViT checkpoint holds only "
+            f"numeric arrays."
+        )
+
+
+def _check_float(dtype: np.dtype, path: Path, key: str) -> None:
+    if dtype.kind != "f" and not (dtype.kind == "V" and dtype.itemsize == 2):
+        raise NpzFormatError(
+            f"{path}: key {key!r} has dtype {dtype}; ViT weights must be floating point "
+            f"(float32, or float16/bfloat16/float64 which are converted)."
+        )
 
 
 def _as_float32(array: np.ndarray, path: Path, key: str, notes: list[str]) -> np.ndarray:
-    """Bring an array to float32, refusing what no float checkpoint holds."""
+    """Bring an array (of a dtype `_check_dtype` let through) to float32, refusing NaN and infinities."""
     if array.dtype == np.float32:
         converted = array
-    elif array.dtype.kind == "V" and array.dtype.itemsize == 2:
+    elif array.dtype.kind == "V":
         # bfloat16 saved without ml_dtypes arrives as 2-byte voids: its bits are the top half of a float32.
         converted = (array.view(np.uint16).astype(np.uint32) << 16).view(np.float32)
         notes.append(f"{key}: bfloat16 converted to float32")
-    elif array.dtype.kind == "f":
+    else:
         converted = array.astype(np.float32)
         notes.append(f"{key}: {array.dtype} converted to float32")
-    else:
-        raise NpzFormatError(
-            f"{path}: key {key!r} has dtype {array.dtype}; ViT weights must be floating point "
-            f"(float32, or float16/bfloat16/float64 which are converted)."
-        )
     if not np.isfinite(converted).all():
         bad = int(np.size(converted) - np.isfinite(converted).sum())
         raise NpzFormatError(f"{path}: key {key!r} holds {bad} NaN or infinite values.")
@@ -207,13 +263,16 @@ def _unstack_layers(checkpoint: NpzCheckpoint) -> None:
     if len(depth) != 1:
         raise NpzFormatError(f"{checkpoint.path}: stacked encoder blocks disagree on the depth: {sorted(depth)}.")
     (num_layers,) = depth
+    if num_layers > SIZE_LIMITS["num_hidden_layers"]:
+        raise NpzFormatError(f"{checkpoint.path}: stacked encoder blocks declare a depth of {num_layers:,}, beyond any "
+                             f"ViT (at most {SIZE_LIMITS['num_hidden_layers']:,}); the file is damaged or forged.")
     reader = _StackedReader()
     for key in stacked:
         source = checkpoint._sources.pop(key)
         suffix = key[len("Transformer/encoderblock/") :]
         for index in range(num_layers):
             checkpoint._sources[f"Transformer/encoderblock_{index}/{suffix}"] = Source(
-                source.shape[1:], reader.slice(source.read, index)
+                source.shape[1:], source.dtype, reader.slice(source.read, index)
             )
     checkpoint.note(f"unstacked {num_layers} scanned encoder blocks")
 
@@ -244,7 +303,7 @@ def _move_pos_embedding(checkpoint: NpzCheckpoint) -> None:
         # A zero position for the CLS token is exactly the big_vision computation in the original layout.
         _, rows, width = source.shape
         checkpoint._sources[POS_EMBEDDING] = Source(
-            (1, rows + 1, width),
+            (1, rows + 1, width), source.dtype,
             lambda: np.concatenate([np.zeros((1, 1, width), np.float32), source.read()], axis=1),
         )
         checkpoint.note("moved the top-level pos_embedding under Transformer/ with a zero row for the CLS token")
@@ -311,6 +370,59 @@ def infer_architecture(checkpoint: NpzCheckpoint) -> dict[str, Any]:
         "representation_size": representation,
         "num_labels": num_labels,
     }
+
+
+def expected_shapes(checkpoint: NpzCheckpoint, architecture: dict[str, Any]) -> dict[str, tuple[int, ...]]:
+    """The shape every canonical key must have in a checkpoint of `architecture` (see `infer_architecture`)."""
+    hidden, mlp, heads = architecture["hidden_size"], architecture["intermediate_size"], architecture["num_attention_heads"]
+    patch_h, patch_w = checkpoint.shape("embedding/kernel")[:2]
+    pooled = architecture["representation_size"] or hidden
+    shapes = {
+        "embedding/kernel": (patch_h, patch_w, architecture["num_channels"], hidden),
+        "embedding/bias": (hidden,),
+        POS_EMBEDDING: checkpoint.shape(POS_EMBEDDING)[:1] + (checkpoint.shape(POS_EMBEDDING)[1], hidden),
+        "Transformer/encoder_norm/scale": (hidden,),
+        "Transformer/encoder_norm/bias": (hidden,),
+    }
+    if architecture["classifier"] == "token":
+        shapes["cls"] = (1, 1, hidden)
+    block = {
+        "LayerNorm_0/scale": (hidden,), "LayerNorm_0/bias": (hidden,),
+        "LayerNorm_2/scale": (hidden,), "LayerNorm_2/bias": (hidden,),
+        "MultiHeadDotProductAttention_1/out/kernel": (heads, hidden // heads, hidden),
+        "MultiHeadDotProductAttention_1/out/bias": (hidden,),
+        "MlpBlock_3/Dense_0/kernel": (hidden, mlp), "MlpBlock_3/Dense_0/bias": (mlp,),
+        "MlpBlock_3/Dense_1/kernel": (mlp, hidden), "MlpBlock_3/Dense_1/bias": (hidden,),
+    }
+    for part in ("query", "key", "value"):
+        block[f"MultiHeadDotProductAttention_1/{part}/kernel"] = (hidden, heads, hidden // heads)
+        block[f"MultiHeadDotProductAttention_1/{part}/bias"] = (heads, hidden // heads)
+    for index in range(architecture["num_hidden_layers"]):
+        shapes.update({f"Transformer/encoderblock_{index}/{key}": shape for key, shape in block.items()})
+    if architecture["representation_size"]:
+        shapes.update({"pre_logits/kernel": (hidden, pooled), "pre_logits/bias": (pooled,)})
+    if architecture["num_labels"]:
+        shapes.update({"head/kernel": (pooled, architecture["num_labels"]), "head/bias": (architecture["num_labels"],)})
+    return shapes
+
+
+def check_shapes(checkpoint: NpzCheckpoint, architecture: dict[str, Any]) -> None:
+    """Every array's header against the architecture, before any data is read: a member that declares more than
+    its key holds (a decompression bomb, a forged header) is refused at no cost."""
+    expected = expected_shapes(checkpoint, architecture)
+    unknown = sorted(set(checkpoint) - set(expected))
+    if unknown:
+        # An array nothing reads means a layout this port does not understand (a MAP head, a hybrid stem...):
+        # loading without it would silently compute something else.
+        shown = ", ".join(unknown[:5]) + (f", ... ({len(unknown)} keys)" if len(unknown) > 5 else "")
+        raise NpzFormatError(f"{checkpoint.path}: unknown keys {shown}; this is not a checkpoint layout hf-vit-port reads.")
+    for key, shape in expected.items():
+        if key not in checkpoint:
+            raise NpzFormatError(f"{checkpoint.path}: key {key!r} is missing.")
+        _check_float(checkpoint.dtype(key), checkpoint.path, key)
+        if checkpoint.shape(key) != shape:
+            raise NpzFormatError(f"{checkpoint.path}: key {key!r} has shape {checkpoint.shape(key)}; a ViT of this "
+                                 f"file's architecture needs {shape}.")
 
 
 def torch_parameters(checkpoint: NpzCheckpoint) -> Iterator[tuple[str, list[str], Callable[[], np.ndarray]]]:

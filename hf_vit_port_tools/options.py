@@ -70,6 +70,16 @@ class DownloadOptions:
 
     base_url: str | None = option(None, "where named checkpoints are downloaded from (or $HF_VIT_PORT_BASE_URL)")
     cache_dir: Path | None = option(None, "download cache (default $HF_VIT_PORT_CACHE or ~/.cache/hf-vit-port)")
+    read_timeout: float = option(30.0, "seconds to wait for a connection, the response or the next bytes")
+    min_speed: float = option(64.0, "KiB/s below which a download attempt counts as failed (a trickling server)")
+    download_deadline: float | None = option(
+        None, "seconds after which a download gives up (default: the file's size at --min-speed)"
+    )
+
+    def download_kwargs(self) -> dict[str, Any]:
+        """These options as `download_checkpoint` arguments."""
+        return {"base_url": self.base_url, "cache_dir": self.cache_dir, "timeout": self.read_timeout,
+                "min_speed": self.min_speed * 1024, "deadline": self.download_deadline}
 
 
 @dataclass(kw_only=True)

@@ -302,6 +302,11 @@ class _Store:
         with self.lock:
             return (repo_type, repo_id) in self._repos
 
+    def delete_repo(self, repo_type: str, repo_id: str) -> None:
+        with self.lock:
+            if self._repos.pop((repo_type, repo_id), None) is None:
+                raise _repo_not_found()
+
     def resolve(self, repo: _Repo, revision: str) -> _Commit:
         """Resolve a branch, PR ref (`refs/pr/N`), `refs/heads/x` or (abbreviated) commit id."""
         with self.lock:
@@ -640,6 +645,7 @@ class _Api:
         self._uploads: dict[str, tuple[tuple[str, str], str, int]] = {}  # key -> (repo key, sha256, size)
         routes: list[tuple[str, str, _Handler_T]] = [
             ("POST", r"/api/repos/create", self.create_repo),
+            ("DELETE", r"/api/repos/delete", self.delete_repo),
             ("POST", r"/api/validate-yaml", self.validate_yaml),
             ("GET", r"/api/whoami-v2", self.whoami),
             ("GET", r"/api/agent-harnesses", self.agent_harnesses),
@@ -746,6 +752,13 @@ class _Api:
             error.extra["url"] = url  # with exist_ok=True, the client reads `url` from the 409 answer
             raise
         return _Response.json({"url": url, "name": repo_id, "id": repo_id})
+
+    def delete_repo(self, request: _Request, params: dict[str, str]) -> _Response:
+        self._require_write(request)
+        payload = request.json()
+        namespace = payload.get("organization") or self._hub.user
+        self._store.delete_repo(payload.get("type") or "model", f"{namespace}/{payload.get('name') or ''}")
+        return _Response.json({})
 
     def validate_yaml(self, request: _Request, params: dict[str, str]) -> _Response:
         self._role(request)  # anonymous is fine (ModelCard.validate sends no token), a bad token is not

@@ -1,5 +1,6 @@
 """Publishing converted repos to a Hub and loading them back by name, against a real HTTP Hub server."""
 
+import json
 import os
 import subprocess
 import sys
@@ -279,3 +280,44 @@ def test_fine_tuned_output_is_pushed_without_its_training_checkpoints(hub, hf_ho
     assert REPO in result.commit_url
     files = set(hub.files(REPO))
     assert "model.safetensors" in files and not any(f.startswith("checkpoint-") or f.endswith(".bin") for f in files)
+
+
+def test_a_server_error_that_echoes_the_env_token_never_shows_it(hub, hf_home, converted, capsys):
+    """The token comes from HF_TOKEN (the usual way): it is redacted from what the server says back."""
+    assert os.environ["HF_TOKEN"] == WRITE_TOKEN
+    hub.create_repo(REPO)
+    hub.fail_next("POST", r"/commit/", status=400, body={"error": f"bad request from token {WRITE_TOKEN}"})
+    code = conversion_main(["push", str(converted), REPO])
+    err = capsys.readouterr().err
+    assert code == 2 and "bad request from token ***" in err and WRITE_TOKEN not in err
+
+
+def test_a_truncated_repo_is_refused_before_anything_remote_happens(hub, hf_home, converted):
+    weights = converted / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:-100])
+    with pytest.raises(PushError, match="model.safetensors: the header promises .* it is truncated"):
+        push_repo(converted, REPO)
+    assert not hub.repo_exists(REPO) and not [r for r in hub.requests if r.method != "GET"]
+
+
+def test_weights_that_do_not_fit_the_config_are_refused(hub, hf_home, converted):
+    config = json.loads((converted / "config.json").read_text())
+    config["intermediate_size"] *= 2
+    (converted / "config.json").write_text(json.dumps(config))
+    with pytest.raises(PushError, match="does not fit config.json"):
+        push_repo(converted, REPO)
+    assert not hub.repo_exists(REPO)
+
+
+def test_a_failed_push_removes_the_repo_it_created(hub, hf_home, converted):
+    hub.fail_next("POST", r"/commit/", status=500, times=10)
+    with pytest.raises(PushError, match="had created was deleted again"):
+        push_repo(converted, REPO, attempts=2)
+    assert not hub.repo_exists(REPO)
+
+
+def test_a_malformed_push_target_is_refused_before_converting(hub, hf_home, npz_file, tmp_path, capsys):
+    code = conversion_main(["convert", "--npz", str(npz_file), "--out", str(tmp_path / "out"),
+                            "--push-to-hub", "not a repo id!"])
+    assert code == 2 and "--push-to-hub 'not a repo id!' is not a Hub repo id" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

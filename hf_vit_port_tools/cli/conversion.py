@@ -11,7 +11,7 @@ from ..conversion.convert import ConversionResult
 from ..conversion.convert import convert as convert_npz
 from ..conversion.download import download_checkpoint
 from ..conversion.registry import CHECKPOINTS, get_checkpoint
-from ..hub.push import push_repo
+from ..hub.push import check_repo_id, push_repo
 from ..options import (
     BatchOptions,
     ConvertOptions,
@@ -26,10 +26,12 @@ from ..options import (
 def convert(options: ConvertOptions, output: OutputOptions, download: DownloadOptions, push_options: PushOptions) -> int:
     if (options.name is None) == (options.npz is None):
         raise ValueError("name one official checkpoint (see `hf-vit-port list`) or pass --npz FILE, not both")
+    if options.push_to_hub:
+        check_repo_id(options.push_to_hub)  # before the conversion spends any time
     checkpoint, npz_path = None, options.npz
     if options.name:
         checkpoint = get_checkpoint(options.name)
-        npz_path = download_checkpoint(checkpoint, base_url=download.base_url, cache_dir=download.cache_dir)
+        npz_path = download_checkpoint(checkpoint, **download.download_kwargs())
     overrides = dict(options.settings)
     if options.image_size:
         overrides["image_size"] = options.image_size
@@ -55,11 +57,13 @@ def batch(options: BatchOptions, output: OutputOptions, download: DownloadOption
     if not names:
         raise ValueError("name the checkpoints to convert, or pass --all")
     checkpoints = [get_checkpoint(name) for name in names]  # fail on a typo before any work
+    for checkpoint in checkpoints:
+        check_repo_id(f"{options.org}/{checkpoint.hub_name}")
     failures = []
     for checkpoint in checkpoints:
         repo_id = f"{options.org}/{checkpoint.hub_name}"
         try:
-            path = download_checkpoint(checkpoint, base_url=download.base_url, cache_dir=download.cache_dir)
+            path = download_checkpoint(checkpoint, **download.download_kwargs())
             result = convert_npz(path, options.work_dir / checkpoint.hub_name, fmt=output.format,
                                  verify_outputs=output.verify, overwrite=True, checkpoint=checkpoint, repo_id=repo_id)
             report(result)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from ..hub.push import check_repo_id
 from ..options import DataOptions, FinetuneOptions, ScratchOptions, TrainingOptions
 from ..training.finetune import prepare_finetuning
 from ..training.scratch import prepare_from_scratch
@@ -11,11 +12,19 @@ from ..training.trainer import TrainingRun, run_training
 
 
 def finetune(finetuning: FinetuneOptions, data: DataOptions, options: TrainingOptions) -> int:
+    _check_push_target(options)
     return _train(prepare_finetuning(finetuning, data, options))
 
 
 def train_from_scratch(recipe: ScratchOptions, data: DataOptions, options: TrainingOptions) -> int:
+    _check_push_target(options)
     return _train(prepare_from_scratch(recipe, data, options))
+
+
+def _check_push_target(options: TrainingOptions) -> None:
+    """A malformed --push-to-hub id is refused before training, not after it."""
+    if options.push_to_hub:
+        check_repo_id(options.push_to_hub)
 
 
 def _train(run: TrainingRun) -> int:

@@ -7,17 +7,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
-from huggingface_hub import HfApi, ModelCard
+from huggingface_hub import HfApi, ModelCard, get_token
 from huggingface_hub.errors import (
+    HFValidationError,
     HfHubHTTPError,
     LocalTokenNotFoundError,
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
+from huggingface_hub.utils import validate_repo_id
+
+from .repo_check import RepoCheckError, check_repo
 
 logger = logging.getLogger(__name__)
 
-REQUIRED_FILES = ("config.json", "model.safetensors", "README.md")
 TRANSIENT_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
 T = TypeVar("T")
 
@@ -58,32 +61,25 @@ def push_repo(
     identical to the remote ones creates no commit.
     """
     directory = Path(directory)
-    _check_directory(directory)
+    check_repo_id(repo_id)
+    try:
+        check_repo(directory)  # before anything remote is created
+    except RepoCheckError as error:
+        raise PushError(str(error)) from None
     api = HfApi(token=token)
-    secret = token or api.token
+    secret = token or get_token()  # the token the client will really send (HF_TOKEN or the login cache)
+    created = False
     try:
         _validate_card(directory)
+        created = not api.repo_exists(repo_id)
         api.create_repo(repo_id, repo_type="model", private=private, exist_ok=True)
-        if revision and revision != "main":
-            api.create_branch(repo_id, branch=revision, exist_ok=True)
-        head = _retrying(lambda: api.repo_info(repo_id, revision=revision).sha, attempts, backoff_seconds)
-        commit = _retrying(
-            lambda: api.upload_folder(
-                folder_path=directory,
-                repo_id=repo_id,
-                repo_type="model",
-                revision=revision,
-                commit_message=commit_message or _default_message(directory),
-                create_pr=create_pr,
-                ignore_patterns=[".*", "**/.*", *ignore_patterns],
-            ),
-            attempts,
-            backoff_seconds,
-        )
-    except PushError as error:
-        raise PushError(_redact(str(error), secret)) from None
+        commit, head = _upload(api, directory, repo_id, revision, create_pr, commit_message, ignore_patterns,
+                               attempts, backoff_seconds)
     except Exception as error:
-        raise PushError(_redact(_explain(error, repo_id, revision), secret)) from None
+        message = str(error) if isinstance(error, PushError) else _explain(error, repo_id, revision)
+        if created:
+            message += _remove_created(api, repo_id)
+        raise PushError(_redact(message, secret)) from None
     return PushResult(
         repo_id=repo_id,
         commit_oid=commit.oid,
@@ -93,12 +89,46 @@ def push_repo(
     )
 
 
-def _check_directory(directory: Path) -> None:
-    if not directory.is_dir():
-        raise PushError(f"{directory} is not a directory of a converted repo")
-    missing = [name for name in REQUIRED_FILES if not (directory / name).is_file()]
-    if missing:
-        raise PushError(f"{directory} is not a complete converted repo: missing {', '.join(missing)}")
+def check_repo_id(repo_id: str) -> None:
+    """Refuse a malformed Hub id (before a conversion or training run spends any time)."""
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError as error:
+        raise PushError(f"--push-to-hub {repo_id!r} is not a Hub repo id: {error}") from None
+    if "/" not in repo_id:
+        raise PushError(f"--push-to-hub {repo_id!r}: name the owner too, as ORG/NAME or USER/NAME")
+
+
+def _upload(api: HfApi, directory: Path, repo_id: str, revision: str | None, create_pr: bool,
+            commit_message: str | None, ignore_patterns: tuple[str, ...], attempts: int,
+            backoff_seconds: float) -> tuple[Any, str]:
+    """One commit of the whole directory; returns it and the head it was made on."""
+    if revision and revision != "main":
+        api.create_branch(repo_id, branch=revision, exist_ok=True)
+    head = _retrying(lambda: api.repo_info(repo_id, revision=revision).sha, attempts, backoff_seconds)
+    commit = _retrying(
+        lambda: api.upload_folder(
+            folder_path=directory,
+            repo_id=repo_id,
+            repo_type="model",
+            revision=revision,
+            commit_message=commit_message or _default_message(directory),
+            create_pr=create_pr,
+            ignore_patterns=[".*", "**/.*", *ignore_patterns],
+        ),
+        attempts,
+        backoff_seconds,
+    )
+    return commit, head
+
+
+def _remove_created(api: HfApi, repo_id: str) -> str:
+    """A failed push leaves nothing behind: the repo it created is deleted again (or the user is told)."""
+    try:
+        api.delete_repo(repo_id, repo_type="model")
+    except Exception:  # the Hub is failing: say what is left
+        return f"; this push created {repo_id}, which is left empty on the Hub (delete it there)"
+    return f"; the repo {repo_id} that this push had created was deleted again"
 
 
 def _validate_card(directory: Path) -> None:
