@@ -8,21 +8,18 @@ the destination, check what was written, and move the finished repo into place.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
-import struct
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from hf_vit_port import ViTPortForImageClassification
-from hf_vit_port.configuration_vit_port import to_pair
-from hf_vit_port.loading import LoadingSummary, NpzSource, load_checkpoint
-from hf_vit_port.npz_format import NpzFormatError
+from hf_vit_port.configuration_vit_port import ViTPortConfig, to_pair
+from hf_vit_port.loading import LOADED, UNUSED, LoadingSummary, NpzSource, load_checkpoint, target_config
+from hf_vit_port.npz_format import NpzFormatError, port_parameters
 from hf_vit_port.processing import make_image_processor
 from hf_vit_port.stock import stock_config, to_stock_state_dict
 
@@ -30,6 +27,7 @@ from ..hub.cards import FORMATS, converted_model_card
 from .publish import destination, publish, staging_dir
 from .registry import OfficialCheckpoint
 from .verify import Reference, Verification, verify
+from .writing import Tensor, write_repo_files, write_safetensors
 
 logger = logging.getLogger(__name__)
 
@@ -43,8 +41,7 @@ class ConversionResult:
     output_dir: Path
     format: str
     source: dict[str, Any]
-    verification: Verification | None
-    reload_verification: Verification | None
+    verification: Verification | None  # of the written repo as reloaded, or (with overrides) of the file's own model
     summary: LoadingSummary
     notes: list[str] = field(default_factory=list)
 
@@ -82,9 +79,10 @@ def convert(
     `preprocessor_config.json`, the modeling code (vit_port format) and a model card. `checkpoint` is the file's
     registry entry (for the card), `repo_id` the Hub repo the card's snippets name.
 
-    With `verify_outputs`, the model is checked against an independent NumPy forward pass of the file's arrays
-    before anything is written, and the written repo is reloaded and checked again. Nothing appears at
-    `output_dir` unless every step succeeds.
+    The repo is written into a staging directory first. With `verify_outputs` it is then loaded back as
+    `from_pretrained` loads it and compared with an independent NumPy forward pass of the file's arrays (with
+    `overrides`, which change what the model computes, the file's own model is verified instead). Nothing appears
+    at `output_dir` unless every step succeeds.
     """
     npz_path, output_dir = Path(npz_path), Path(output_dir)
     target = _check_request(fmt, output_dir, overwrite)
@@ -94,15 +92,15 @@ def convert(
         # The digest (for the model card) is computed alongside the conversion: hashlib releases the GIL, so it
         # costs no wall time on a second core.
         digest = hashing.submit(sha256_of, npz_path)
-        reference = _reference(source) if verify_outputs else None
-        model, summary, verification = _build_verified(source, reference, resample, keep_zero_head, overrides)
+        if fmt == "vit_port" and not overrides:
+            config, summary = _stream(source, staging, keep_zero_head)
+            verification = _verify_staged(staging, _reference(source)) if verify_outputs else None
+        else:
+            config, summary, verification = _write_built(source, staging, fmt, verify_outputs, resample,
+                                                         keep_zero_head, overrides)
+        make_image_processor(config).save_pretrained(staging)
         provenance = {"file": npz_path.name, "sha256": digest.result(), "size": npz_path.stat().st_size}
-        port_config, output = model.config, to_format(model, fmt)
-        del model  # the stock format holds copies of the weights: the port model's go now
-        model_class, reloaded = type(output), _save_checked(output, staging)
-        del output  # the reloaded model must not sit beside a second copy of the weights
-        reload_verification = _verify_reloaded(model_class, staging, None if overrides else reference, reloaded)
-        card = converted_model_card(config=port_config, repo_id=repo_id, source=provenance, checkpoint=checkpoint,
+        card = converted_model_card(config=config, repo_id=repo_id, source=provenance, checkpoint=checkpoint,
                                     verification=None if verification is None else verification.as_dict(), fmt=fmt)
         card.save(staging / "README.md")
         publish(staging, target, overwrite)
@@ -110,7 +108,72 @@ def convert(
     if verification is not None and overrides:
         notes.append(f"verified at the checkpoint's own configuration; the repo then applies {sorted(overrides)} "
                      f"(see the loading summary)")
-    return ConversionResult(output_dir, fmt, provenance, verification, reload_verification, summary, notes)
+    return ConversionResult(output_dir, fmt, provenance, verification, summary, notes)
+
+
+def _stream(source: NpzSource, staging: Path, keep_zero_head: bool) -> tuple[ViTPortConfig, LoadingSummary]:
+    """The file's arrays, transposed one at a time, straight into the staged `model.safetensors`."""
+    config, notes = target_config(source, keep_zero_head=keep_zero_head)
+    summary, tensors = LoadingSummary(source=source.name), []
+    for parameter in port_parameters(source.checkpoint):
+        if parameter.name.startswith("classifier.") and config.num_labels == 0:
+            summary.add(", ".join(parameter.keys), UNUSED, "no classification head in this model")
+            continue
+        name = parameter.name if parameter.name.startswith("classifier.") else "vit." + parameter.name
+        tensors.append(Tensor(name, parameter.shape, parameter.make))
+        summary.add(name, LOADED)
+    _write(staging, lambda: write_safetensors(staging / "model.safetensors", tensors))
+    write_repo_files(staging, config, "ViTPortForImageClassification")
+    summary.notes = list(dict.fromkeys([*source.notes, *notes]))  # after reading: dtype conversions are noted then
+    return config, summary
+
+
+def _write_built(
+    source: NpzSource, staging: Path, fmt: str, verify_outputs: bool, resample: str, keep_zero_head: bool,
+    overrides: dict[str, Any],
+) -> tuple[ViTPortConfig, LoadingSummary, Verification | None]:
+    """A model built in memory (adapted to `overrides`, or mapped onto stock ViT) and written; verified against
+    the reference: the file's own model where `overrides` change the computation, else the written repo."""
+    reference = _reference(source) if verify_outputs else None
+    verification = None
+    if reference is not None and overrides:
+        # Freed before the adapted model is built, so that one model at a time is held.
+        unmodified, _ = load_checkpoint(source, keep_zero_head=True)
+        verification = verify(unmodified, reference)
+        del unmodified
+    model, summary = load_checkpoint(source, resample=resample, keep_zero_head=keep_zero_head, **overrides)
+    config, output = model.config, to_format(model, fmt)
+    del model  # the stock format holds copies of the weights: the port model's go now
+    if fmt == "vit_port":
+        tensors = [Tensor(name, tuple(value.shape), value.detach().numpy) for name, value in output.state_dict().items()]
+        _write(staging, lambda: write_safetensors(staging / "model.safetensors", tensors))
+        write_repo_files(staging, config, type(output).__name__)
+        del tensors
+    else:
+        _write(staging, lambda output=output: output.save_pretrained(staging))
+    del output  # the reloaded model must not sit beside a second copy of the weights
+    if reference is not None and not overrides:
+        verification = _verify_staged(staging, reference, fmt)
+    return config, summary, verification
+
+
+def _write(staging: Path, write: Callable[[], None]) -> None:
+    try:
+        write()
+    except OSError as error:  # a full or failing disk: say where
+        raise ConversionError(f"{staging.parent}: cannot write the repo ({error.strerror or error})") from None
+
+
+def _verify_staged(staging: Path, reference: Reference, fmt: str = "vit_port") -> Verification:
+    """The staged repo as `from_pretrained` loads it (memory-mapped), against the reference."""
+    if fmt == "vit_port":
+        from hf_vit_port import ViTPortForImageClassification as model_class
+    else:
+        from transformers import AutoConfig, ViTForImageClassification, ViTModel
+
+        stock_classifier = AutoConfig.from_pretrained(staging).architectures == ["ViTForImageClassification"]
+        model_class = ViTForImageClassification if stock_classifier else ViTModel
+    return verify(model_class.from_pretrained(staging).eval(), reference, reloaded=True)
 
 
 def _check_request(fmt: str, output_dir: Path, overwrite: bool) -> Path:
@@ -136,24 +199,7 @@ def _reference(source: NpzSource) -> Reference:
         raise NpzFormatError(f"{source.name}: {message}") from None
 
 
-def _build_verified(
-    source: NpzSource, reference: Reference | None, resample: str, keep_zero_head: bool, overrides: dict[str, Any]
-) -> tuple[ViTPortForImageClassification, LoadingSummary, Verification | None]:
-    """The converted model and its summary; verified against `reference` when there is one."""
-    verification = None
-    if reference is not None and overrides:
-        # The overridden model computes something else: verify an unmodified load of the same file, freed before
-        # the overridden model is built so that one model at a time is held.
-        unmodified, _ = load_checkpoint(source, keep_zero_head=True)
-        verification = verify(unmodified, reference)
-        del unmodified
-    model, summary = load_checkpoint(source, resample=resample, keep_zero_head=keep_zero_head, **overrides)
-    if reference is not None and not overrides:
-        verification = verify(model, reference)
-    return model, summary, verification
-
-
-def to_format(model: ViTPortForImageClassification, fmt: str) -> torch.nn.Module:
+def to_format(model: torch.nn.Module, fmt: str) -> torch.nn.Module:
     """The model in the requested repo format: itself, or transformers' own ViT classes with the same weights."""
     if fmt == "vit_port":
         return model
@@ -178,57 +224,3 @@ def to_format(model: ViTPortForImageClassification, fmt: str) -> torch.nn.Module
     if missing or unexpected:
         raise ConversionError(f"stock mapping incomplete: missing {missing}, unexpected {unexpected}")
     return stock.eval()
-
-
-def _save_checked(output: torch.nn.Module, staging: Path) -> torch.nn.Module | None:
-    """Save the model and its image processor into `staging` and check the written weights. The stock format is
-    checked on what transformers loads back (it renames weights on saving): that reload is returned, for reuse."""
-    try:
-        output.save_pretrained(staging)
-        make_image_processor(output.config).save_pretrained(staging)
-    except OSError as error:  # a full or failing disk: say where
-        raise ConversionError(f"{staging.parent}: cannot write the repo ({error.strerror or error})") from None
-    if type(output) is ViTPortForImageClassification:
-        _check_written_weights(staging / "model.safetensors", output)
-        return None
-    reloaded = type(output).from_pretrained(staging)
-    _check_same_weights(reloaded, output, staging)
-    return reloaded
-
-
-def _verify_reloaded(model_class: type, staging: Path, reference: Reference | None,
-                     reloaded: torch.nn.Module | None) -> Verification | None:
-    """The repo as `from_pretrained` loads it, verified against the reference (None without one)."""
-    if reference is None:
-        return None
-    reloaded = reloaded if reloaded is not None else model_class.from_pretrained(staging)
-    return verify(reloaded.eval(), reference, reloaded=True)
-
-
-def _check_written_weights(path: Path, written: torch.nn.Module) -> None:
-    """The safetensors file holds exactly the converted weights, bit for bit (cheap: no forward pass).
-
-    Read with plain reads, one tensor at a time: through `safe_open` the whole file would be mapped, and its pages
-    would add the file's size to the process's peak memory.
-    """
-    expected = written.state_dict()
-    with path.open("rb") as stream:
-        (header_size,) = struct.unpack("<Q", stream.read(8))
-        header = json.loads(stream.read(header_size))
-        header.pop("__metadata__", None)
-        if set(header) != set(expected):
-            raise ConversionError(f"{path} holds {sorted(set(header) ^ set(expected))[:5]} unlike the converted model")
-        for name, entry in sorted(header.items(), key=lambda item: item[1]["data_offsets"][0]):
-            begin, end = entry["data_offsets"]
-            tensor = expected[name].detach().contiguous()
-            stream.seek(8 + header_size + begin)
-            data = np.frombuffer(stream.read(end - begin), np.uint8)
-            if list(entry["shape"]) != list(tensor.shape) or not np.array_equal(data, tensor.view(-1).view(torch.uint8).numpy()):
-                raise ConversionError(f"{path}: {name} differs from the converted model's weights")
-
-
-def _check_same_weights(reloaded: torch.nn.Module, written: torch.nn.Module, directory: Path) -> None:
-    expected = written.state_dict()
-    for name, tensor in reloaded.state_dict().items():
-        if name not in expected or not torch.equal(tensor, expected[name]):
-            raise ConversionError(f"{directory}: {name} reloads differently from the converted model's weights")

@@ -10,6 +10,14 @@ from .presets import preset_kwargs
 
 logger = logging.getLogger(__name__)
 
+# Written into every saved config so that a repo loads through any of the three Auto classes with
+# `trust_remote_code=True`, whichever model class saved it.
+AUTO_MAP = {
+    "AutoConfig": "configuration_vit_port.ViTPortConfig",
+    "AutoModel": "modeling_vit_port.ViTPortModel",
+    "AutoModelForImageClassification": "modeling_vit_port.ViTPortForImageClassification",
+}
+
 CLASSIFIERS = ("token", "gap")
 # Keys that transformers itself passes to or reads from every configuration.
 _HANDLED_BY_TRANSFORMERS = frozenset(

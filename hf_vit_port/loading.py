@@ -24,7 +24,7 @@ from transformers.initialization import no_init_weights
 
 from .configuration_vit_port import ViTPortConfig, to_pair
 from .labels import labels_for_num_classes
-from .npz_format import NpzCheckpoint, NpzFormatError, check_shapes, infer_architecture, torch_parameters
+from .npz_format import NpzCheckpoint, NpzFormatError, check_shapes, infer_architecture, port_parameters
 from .resample import resample_patch_kernel, resample_position_embeddings
 
 logger = logging.getLogger(__name__)
@@ -120,8 +120,8 @@ class NpzSource(CheckpointSource):
         return {**ORIGINAL_NUMERICS, **self._architecture}
 
     def parameters(self) -> Iterator[tuple[str, list[str], Maker]]:
-        for name, keys, make in torch_parameters(self.checkpoint):
-            yield name, keys, lambda make=make: torch.from_numpy(make())
+        for parameter in port_parameters(self.checkpoint):
+            yield parameter.name, parameter.keys, lambda make=parameter.make: torch.from_numpy(make())
 
     def keys(self) -> set[str]:
         return set(self.checkpoint)

@@ -19,17 +19,8 @@ from transformers.models.vit.modeling_vit import eager_attention_forward
 from transformers.utils.generic import can_return_tuple
 from transformers.utils.output_capturing import capture_outputs
 
-from .configuration_vit_port import ViTPortConfig, to_pair
+from .configuration_vit_port import AUTO_MAP, ViTPortConfig, to_pair
 from .resample import resample_position_embeddings
-
-# Written into every saved config so that a repo loads through any of the three Auto classes with
-# `trust_remote_code=True`, whichever model class saved it.
-AUTO_MAP = {
-    "AutoConfig": "configuration_vit_port.ViTPortConfig",
-    "AutoModel": "modeling_vit_port.ViTPortModel",
-    "AutoModelForImageClassification": "modeling_vit_port.ViTPortForImageClassification",
-}
-
 
 def drop_path(hidden_states: torch.Tensor, rate: float, training: bool) -> torch.Tensor:
     """Stochastic depth: drop a whole residual branch per sample, rescaling the kept ones."""

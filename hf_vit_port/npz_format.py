@@ -425,57 +425,77 @@ def check_shapes(checkpoint: NpzCheckpoint, architecture: dict[str, Any]) -> Non
                                  f"file's architecture needs {shape}.")
 
 
-def torch_parameters(checkpoint: NpzCheckpoint) -> Iterator[tuple[str, list[str], Callable[[], np.ndarray]]]:
-    """
-    The transpose map: yields (parameter name in `ViTPortModel`, canonical keys it is made of, how to make it).
-    Nothing is read until a maker is called, so callers hold one tensor at a time.
-    """
-    def get(key: str) -> Callable[[], np.ndarray]:
-        return lambda: checkpoint[key]
+class Parameter(NamedTuple):
+    """One parameter of `ViTPortModel` (or `classifier.*`) as the file holds it: the canonical keys it is made of,
+    its shape once transposed (known without reading anything), and how to make it."""
 
-    yield "embeddings.patch_embeddings.weight", ["embedding/kernel"], lambda: checkpoint["embedding/kernel"].transpose(3, 2, 0, 1)
-    yield "embeddings.patch_embeddings.bias", ["embedding/bias"], get("embedding/bias")
+    name: str
+    keys: list[str]
+    shape: tuple[int, ...]
+    make: Callable[[], np.ndarray]
+
+
+# How a Flax array becomes a torch one: (array transform, the same transform on shapes). Several keys (q, k, v) are
+# transformed each and concatenated along the first axis.
+_TRANSFORMS: dict[str, tuple[Callable[[np.ndarray], np.ndarray], Callable[[tuple[int, ...]], tuple[int, ...]]]] = {
+    "copy": (lambda a: a, lambda s: s),
+    "conv": (lambda a: a.transpose(3, 2, 0, 1), lambda s: (s[3], s[2], s[0], s[1])),  # HWIO -> OIHW
+    "linear": (lambda a: a.T, lambda s: s[::-1]),  # [in, out] -> [out, in]
+    "heads_in": (lambda a: _in_out_to_torch(a, 1), lambda s: (s[1] * s[2], s[0])),  # [in, heads, dim] -> [out, in]
+    "heads_out": (lambda a: _in_out_to_torch(a, 2), lambda s: (s[2], s[0] * s[1])),  # [heads, dim, out] -> [out, in]
+    "flat": (lambda a: a.reshape(-1), lambda s: (int(np.prod(s)),)),
+}
+
+
+def _parameter(checkpoint: NpzCheckpoint, name: str, keys: list[str], kind: str) -> Parameter:
+    transform, shape_of = _TRANSFORMS[kind]
+    shapes = [shape_of(checkpoint.shape(key)) for key in keys]
+    shape = shapes[0] if len(keys) == 1 else (sum(part[0] for part in shapes), *shapes[0][1:])
+
+    def make() -> np.ndarray:
+        parts = [transform(checkpoint[key]) for key in keys]
+        return parts[0] if len(parts) == 1 else np.concatenate(parts)
+
+    return Parameter(name, keys, shape, make)
+
+
+def port_parameters(checkpoint: NpzCheckpoint) -> Iterator[Parameter]:
+    """
+    The transpose map: every parameter of `ViTPortModel` (and the head, as `classifier.*`) the file holds. Nothing is
+    read until a maker is called, so callers hold one tensor at a time; makers may return strided views (callers
+    copy them where they need contiguous memory).
+    """
+    def one(name: str, key: str, kind: str = "copy") -> Parameter:
+        return _parameter(checkpoint, name, [key], kind)
+
+    yield one("embeddings.patch_embeddings.weight", "embedding/kernel", "conv")
+    yield one("embeddings.patch_embeddings.bias", "embedding/bias")
     if "cls" in checkpoint:
-        yield "embeddings.cls_token", ["cls"], get("cls")
-    yield "embeddings.position_embeddings", [POS_EMBEDDING], get(POS_EMBEDDING)
+        yield one("embeddings.cls_token", "cls")
+    yield one("embeddings.position_embeddings", POS_EMBEDDING)
     for index in layer_indices(checkpoint):
         source, target = f"Transformer/encoderblock_{index}/", f"layers.{index}."
         attention = source + "MultiHeadDotProductAttention_1/"
         qkv = [attention + part for part in ("query", "key", "value")]
-        yield from (
-            (target + "norm1.weight", [source + "LayerNorm_0/scale"], get(source + "LayerNorm_0/scale")),
-            (target + "norm1.bias", [source + "LayerNorm_0/bias"], get(source + "LayerNorm_0/bias")),
-            (
-                target + "attention.qkv.weight",
-                [key + "/kernel" for key in qkv],
-                lambda qkv=qkv: np.concatenate([_in_out_to_torch(checkpoint[key + "/kernel"], 1) for key in qkv]),
-            ),
-            (
-                target + "attention.qkv.bias",
-                [key + "/bias" for key in qkv],
-                lambda qkv=qkv: np.concatenate([checkpoint[key + "/bias"].reshape(-1) for key in qkv]),
-            ),
-            (
-                target + "attention.proj.weight",
-                [attention + "out/kernel"],
-                lambda attention=attention: _in_out_to_torch(checkpoint[attention + "out/kernel"], 2),
-            ),
-            (target + "attention.proj.bias", [attention + "out/bias"], get(attention + "out/bias")),
-            (target + "norm2.weight", [source + "LayerNorm_2/scale"], get(source + "LayerNorm_2/scale")),
-            (target + "norm2.bias", [source + "LayerNorm_2/bias"], get(source + "LayerNorm_2/bias")),
-        )
+        yield one(target + "norm1.weight", source + "LayerNorm_0/scale")
+        yield one(target + "norm1.bias", source + "LayerNorm_0/bias")
+        yield _parameter(checkpoint, target + "attention.qkv.weight", [key + "/kernel" for key in qkv], "heads_in")
+        yield _parameter(checkpoint, target + "attention.qkv.bias", [key + "/bias" for key in qkv], "flat")
+        yield one(target + "attention.proj.weight", attention + "out/kernel", "heads_out")
+        yield one(target + "attention.proj.bias", attention + "out/bias")
+        yield one(target + "norm2.weight", source + "LayerNorm_2/scale")
+        yield one(target + "norm2.bias", source + "LayerNorm_2/bias")
         for dense, name in (("Dense_0", "fc1"), ("Dense_1", "fc2")):
-            key = f"{source}MlpBlock_3/{dense}/"
-            yield target + f"mlp.{name}.weight", [key + "kernel"], lambda key=key: checkpoint[key + "kernel"].T
-            yield target + f"mlp.{name}.bias", [key + "bias"], get(key + "bias")
-    yield "layernorm.weight", ["Transformer/encoder_norm/scale"], get("Transformer/encoder_norm/scale")
-    yield "layernorm.bias", ["Transformer/encoder_norm/bias"], get("Transformer/encoder_norm/bias")
+            yield one(target + f"mlp.{name}.weight", f"{source}MlpBlock_3/{dense}/kernel", "linear")
+            yield one(target + f"mlp.{name}.bias", f"{source}MlpBlock_3/{dense}/bias")
+    yield one("layernorm.weight", "Transformer/encoder_norm/scale")
+    yield one("layernorm.bias", "Transformer/encoder_norm/bias")
     if "pre_logits/kernel" in checkpoint:
-        yield "pre_logits.weight", ["pre_logits/kernel"], lambda: checkpoint["pre_logits/kernel"].T
-        yield "pre_logits.bias", ["pre_logits/bias"], get("pre_logits/bias")
+        yield one("pre_logits.weight", "pre_logits/kernel", "linear")
+        yield one("pre_logits.bias", "pre_logits/bias")
     if "head/kernel" in checkpoint:
-        yield "classifier.weight", ["head/kernel"], lambda: checkpoint["head/kernel"].T
-        yield "classifier.bias", ["head/bias"], get("head/bias")
+        yield one("classifier.weight", "head/kernel", "linear")
+        yield one("classifier.bias", "head/bias")
 
 
 def _in_out_to_torch(kernel: np.ndarray, input_dims: int) -> np.ndarray:

@@ -4,7 +4,7 @@ from hf_vit_port_tools.cli import main
 def test_demo_converts_with_verification_and_classifies(capsys):
     assert main(["demo", "--image-size", "32"]) == 0
     out = capsys.readouterr().out
-    assert "verified before writing" in out and "verified after reloading" in out
+    assert "verified the written repo, reloaded" in out
     lines = out.strip().splitlines()[-3:]
     assert all(line.strip()[0].isdigit() and "LABEL_" not in line for line in lines)
 

@@ -1,5 +1,6 @@
 """Conversion: official .npz files become verified, Hub-ready repos."""
 
+import contextlib
 import json
 import os
 import subprocess
@@ -45,7 +46,7 @@ def test_conversion_writes_a_complete_verified_repo(tmp_path, in1k_file):
     assert REPO_FILES <= files
     assert not any(name.endswith(".bin") for name in files)
     assert result.verification.max_abs_diff_logits < 1e-5
-    assert result.reload_verification.reloaded and result.reload_verification.max_abs_diff_logits < 1e-5
+    assert result.verification.reloaded  # the written repo, as from_pretrained loads it, is what was verified
     config = json.loads((tmp_path / "repo" / "config.json").read_text())
     assert config["id2label"]["0"] == "tench, Tinca tinca" and len(config["id2label"]) == 1000
     processor = json.loads((tmp_path / "repo" / "preprocessor_config.json").read_text())
@@ -195,18 +196,42 @@ def test_stock_format_refuses_what_stock_vit_cannot_hold(tmp_path):
     assert not (tmp_path / "repo").exists()
 
 
-def test_written_weights_are_checked_bit_for_bit_even_without_verification(tmp_path, in1k_file, monkeypatch):
+def test_what_was_written_is_what_is_verified(tmp_path, in1k_file, monkeypatch):
+    """Verification loads the staged repo itself: damage done while writing is caught, and nothing is published."""
     from safetensors.torch import load_file, save_file
 
-    original = ViTPortForImageClassification.save_pretrained
+    import hf_vit_port_tools.conversion.convert as convert_module
 
-    def save_then_damage(self, directory, *args, **kwargs):
-        original(self, directory, *args, **kwargs)
-        weights = load_file(f"{directory}/model.safetensors")
-        weights["vit.layernorm.bias"] = weights["vit.layernorm.bias"] + 1e-7
-        save_file(weights, f"{directory}/model.safetensors", metadata={"format": "pt"})
+    original = convert_module.write_safetensors
 
-    monkeypatch.setattr(ViTPortForImageClassification, "save_pretrained", save_then_damage)
-    with pytest.raises(ConversionError, match="vit.layernorm.bias differs"):
-        convert(in1k_file, tmp_path / "repo", verify_outputs=False)
+    def write_then_damage(path, tensors):
+        original(path, tensors)
+        weights = load_file(path)
+        weights["vit.layernorm.bias"] = weights["vit.layernorm.bias"] + 1e-2
+        save_file(weights, path, metadata={"format": "pt"})
+
+    monkeypatch.setattr(convert_module, "write_safetensors", write_then_damage)
+    with pytest.raises(verify_module.VerificationError, match="after reloading"):
+        convert(in1k_file, tmp_path / "repo")
     assert not (tmp_path / "repo").exists()
+
+
+@pytest.mark.parametrize("params", [make_official_params(num_classes=1000), make_in21k_params()], ids=["in1k", "in21k"])
+def test_the_streamed_repo_is_what_save_pretrained_writes(tmp_path, params):
+    """The weights go from the .npz to model.safetensors without a model: the repo must be the one the model's own
+    save_pretrained writes (same config, same tensors, same code files)."""
+    from safetensors.numpy import load_file
+
+    from hf_vit_port.loading import load_checkpoint
+
+    path = write_npz(tmp_path / "m.npz", params)
+    with pytest.warns(UserWarning) if "pre_logits/kernel" in params else contextlib.nullcontext():
+        convert(path, tmp_path / "streamed", verify_outputs=False)
+        model, _ = load_checkpoint(path)
+    model.save_pretrained(tmp_path / "saved")
+    streamed, saved = (json.loads((tmp_path / d / "config.json").read_text()) for d in ("streamed", "saved"))
+    assert streamed == saved
+    a, b = load_file(tmp_path / "streamed" / "model.safetensors"), load_file(tmp_path / "saved" / "model.safetensors")
+    assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
+    code = {p.name for p in (tmp_path / "saved").glob("*.py")}
+    assert code and code <= {p.name for p in (tmp_path / "streamed").glob("*.py")}
