@@ -350,6 +350,17 @@ def _augreg_pair(
     return [upstream, finetune]
 
 
+# The README's table of recommended AugReg checkpoints: (upstream stem, fine-tune suffix, variant, short name, top-1,
+# listed size); every fine-tune is at 384 px.
+_AUGREG_TABLE = (
+    ("L_16-i21k-300ep-lr_0.001-aug_strong1-wd_0.1-do_0.0-sd_0.0", "imagenet2012-steps_20k-lr_0.01-res_384", "L/16", "l16", 85.59, "1243 MiB"),
+    ("B_16-i21k-300ep-lr_0.001-aug_medium1-wd_0.1-do_0.0-sd_0.0", "imagenet2012-steps_20k-lr_0.03-res_384", "B/16", "b16", 85.49, "391 MiB"),
+    ("S_16-i21k-300ep-lr_0.001-aug_light1-wd_0.03-do_0.0-sd_0.0", "imagenet2012-steps_20k-lr_0.03-res_384", "S/16", "s16", 83.73, "115 MiB"),
+    ("Ti_16-i21k-300ep-lr_0.001-aug_none-wd_0.03-do_0.0-sd_0.0", "imagenet2012-steps_20k-lr_0.03-res_384", "Ti/16", "ti16", 78.22, "37 MiB"),
+    ("B_32-i21k-300ep-lr_0.001-aug_light1-wd_0.1-do_0.0-sd_0.0", "imagenet2012-steps_20k-lr_0.01-res_384", "B/32", "b32", 83.59, "398 MiB"),
+    ("S_32-i21k-300ep-lr_0.001-aug_none-wd_0.1-do_0.0-sd_0.0", "imagenet2012-steps_20k-lr_0.01-res_384", "S/32", "s32", 79.58, "118 MiB"),
+)
+
 _ENTRIES: list[OfficialCheckpoint] = [
     # gs://vit_models/imagenet21k: 224 px, 21843 classes, pre-logits. Sizes as listed by gsutil in vit_jax.ipynb.
     # No ImageNet-1k top-1 exists for these upstream files.
@@ -386,30 +397,8 @@ _ENTRIES: list[OfficialCheckpoint] = [
     # gs://vit_models/augreg: README "recommended checkpoints" table (plain ViTs). Upstream: 224 px, 21843 classes,
     # sizes from the table's "Size" column. Fine-tune: imagenet2012 at 384 px, "Imagenet accuracy" column
     # (vit_jax_augreg.ipynb shows the same values unrounded: 0.85588, 0.85486, 0.83728, 0.78220, 0.83586, 0.79584).
-    *_augreg_pair(
-        "L_16-i21k-300ep-lr_0.001-aug_strong1-wd_0.1-do_0.0-sd_0.0", "imagenet2012-steps_20k-lr_0.01-res_384",
-        "L/16", "l16", 384, 85.59, _SRC_README_TABLE, "1243 MiB",
-    ),
-    *_augreg_pair(
-        "B_16-i21k-300ep-lr_0.001-aug_medium1-wd_0.1-do_0.0-sd_0.0", "imagenet2012-steps_20k-lr_0.03-res_384",
-        "B/16", "b16", 384, 85.49, _SRC_README_TABLE, "391 MiB",
-    ),
-    *_augreg_pair(
-        "S_16-i21k-300ep-lr_0.001-aug_light1-wd_0.03-do_0.0-sd_0.0", "imagenet2012-steps_20k-lr_0.03-res_384",
-        "S/16", "s16", 384, 83.73, _SRC_README_TABLE, "115 MiB",
-    ),
-    *_augreg_pair(
-        "Ti_16-i21k-300ep-lr_0.001-aug_none-wd_0.03-do_0.0-sd_0.0", "imagenet2012-steps_20k-lr_0.03-res_384",
-        "Ti/16", "ti16", 384, 78.22, _SRC_README_TABLE, "37 MiB",
-    ),
-    *_augreg_pair(
-        "B_32-i21k-300ep-lr_0.001-aug_light1-wd_0.1-do_0.0-sd_0.0", "imagenet2012-steps_20k-lr_0.01-res_384",
-        "B/32", "b32", 384, 83.59, _SRC_README_TABLE, "398 MiB",
-    ),
-    *_augreg_pair(
-        "S_32-i21k-300ep-lr_0.001-aug_none-wd_0.1-do_0.0-sd_0.0", "imagenet2012-steps_20k-lr_0.01-res_384",
-        "S/32", "s32", 384, 79.58, _SRC_README_TABLE, "118 MiB",
-    ),
+    *(entry for stem, suffix, variant, short, top1, size in _AUGREG_TABLE
+      for entry in _augreg_pair(stem, suffix, variant, short, 384, top1, _SRC_README_TABLE, size)),
     # B/8 was added after the table was written (README changelog 2021-07-29: "Added ViT-B/8 AugReg models (3
     # upstream checkpoints and adaptations with resolution=224)"). Selection and accuracy from the AugReg Colab's
     # stored output (adapt_final_test 0.85578); no size is published.
