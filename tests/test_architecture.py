@@ -81,3 +81,29 @@ def test_python_dash_m_conversion_is_the_command_from_a_checkout():
     result = subprocess.run([sys.executable, "-m", "conversion", "list"], cwd=ROOT, capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0 and "imagenet21k/ViT-B_16" in result.stdout, result.stderr
+
+
+def test_import_registers_with_the_auto_classes_only_when_transformers_loads_them():
+    # Importing transformers.models.auto scans every model folder transformers ships: `import hf_vit_port` must not
+    # pay for it, yet vit_port must be registered the moment the Auto classes exist.
+    code = (
+        "import sys, hf_vit_port\n"
+        "assert 'transformers.models.auto' not in sys.modules, 'auto imported early'\n"
+        "from transformers import AutoConfig, AutoModel\n"
+        "assert AutoConfig.for_model('vit_port').model_type == 'vit_port'\n"
+        "assert AutoModel._model_mapping[hf_vit_port.ViTPortConfig].__name__ == 'ViTPortModel'\n"
+    )
+    result = run_elsewhere(code)
+    assert result.returncode == 0, result.stderr
+
+
+def test_import_after_the_auto_classes_registers_at_once():
+    code = (
+        "from transformers import AutoConfig, AutoModelForImageClassification\n"
+        "import hf_vit_port\n"
+        "assert AutoConfig.for_model('vit_port').model_type == 'vit_port'\n"
+        "model = AutoModelForImageClassification._model_mapping[hf_vit_port.ViTPortConfig]\n"
+        "assert model.__name__ == 'ViTPortForImageClassification'\n"
+    )
+    result = run_elsewhere(code)
+    assert result.returncode == 0, result.stderr
