@@ -6,7 +6,9 @@ the `hf-vit-port` command) is `hf_vit_port_tools`.
 
 Registration happens when transformers imports its Auto modules (at once if it already has), and the model classes
 are imported on first use: `import hf_vit_port` costs what importing transformers' configuration does, and a tool
-that only reads or writes files (an unverified conversion, say) never loads transformers' modeling stack.
+that only reads or writes files (an unverified conversion, say) never loads transformers' modeling stack. The image
+processor waits for transformers' `AutoImageProcessor` module (as `pipeline` imports it), because its own module
+imports transformers' whole image-processing stack.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from ._on_import import when_imported
 from .configuration_vit_port import ViTPortConfig
 
 if TYPE_CHECKING:
+    from .image_processing_vit_port import ViTPortImageProcessor
     from .modeling_vit_port import ViTPortForImageClassification, ViTPortModel, ViTPortPreTrainedModel
 
 _MODELS = ("ViTPortModel", "ViTPortForImageClassification", "ViTPortPreTrainedModel")
@@ -52,13 +55,29 @@ when_imported("transformers.models.auto.configuration_auto", _register_config)
 when_imported("transformers.models.auto.modeling_auto", _register_models)
 
 
+def _register_image_processor(image_processing_auto: ModuleType) -> None:
+    from .image_processing_vit_port import ViTPortImageProcessor
+
+    # Both backend names: transformers picks "torchvision" when it is installed and "pil" otherwise.
+    backends = {"pil": ViTPortImageProcessor, "torchvision": ViTPortImageProcessor}
+    image_processing_auto.AutoImageProcessor.register(ViTPortConfig, image_processor_classes=backends, exist_ok=True)
+
+
+when_imported("transformers.models.auto.image_processing_auto", _register_image_processor)
+
+
 def __getattr__(name: str) -> Any:
     if name in _MODELS:
         value = getattr(importlib.import_module(".modeling_vit_port", __name__), name)
+        globals()[name] = value
+        return value
+    if name == "ViTPortImageProcessor":
+        value = importlib.import_module(".image_processing_vit_port", __name__).ViTPortImageProcessor
         globals()[name] = value
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __version__ = "0.1.0"
-__all__ = ["ViTPortConfig", "ViTPortModel", "ViTPortForImageClassification", "ViTPortPreTrainedModel"]
+__all__ = ["ViTPortConfig", "ViTPortImageProcessor", "ViTPortModel", "ViTPortForImageClassification",
+           "ViTPortPreTrainedModel"]

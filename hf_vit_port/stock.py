@@ -6,11 +6,12 @@ Stock `ViTForImageClassification` has no pooler, so only checkpoints without pre
 """
 
 from collections.abc import Mapping
+from typing import Any
 
 import torch
-from transformers import ViTConfig
+from transformers import PretrainedConfig, ViTConfig
 
-from .configuration_vit_port import ViTPortConfig
+from .configuration_vit_port import ViTPortConfig, to_pair
 
 _LAYER_RENAMES = {
     "norm1.": "layernorm_before.",
@@ -45,6 +46,29 @@ def stock_config(config: ViTPortConfig, *, for_classification: bool) -> ViTConfi
         pooler_act="tanh",
         id2label=dict(config.id2label) if for_classification else None,
         label2id=dict(config.label2id) if for_classification else None,
+    )
+
+
+def stock_image_processor(config: PretrainedConfig) -> Any:
+    """
+    transformers' own `ViTImageProcessor` set up as close to the original preprocessing as it goes: bilinear resize
+    to the model's resolution, RGB scaled to [-1, 1]. PIL's bilinear filter antialiases when it shrinks, which the
+    original pipeline does not (see `ViTPortImageProcessor`); `--format stock` repos carry it all the same, so that
+    they need nothing but transformers. The PIL backend is used because torchvision is not a dependency; it saves as
+    `ViTImageProcessor`.
+    """
+    from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
+
+    height, width = to_pair(config.image_size)
+    return ViTImageProcessorPil(
+        do_resize=True,
+        size={"height": height, "width": width},
+        resample=2,  # PIL.Image.BILINEAR
+        do_rescale=True,
+        rescale_factor=1 / 255,
+        do_normalize=True,
+        image_mean=[0.5, 0.5, 0.5],
+        image_std=[0.5, 0.5, 0.5],
     )
 
 
