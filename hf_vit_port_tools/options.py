@@ -289,7 +289,7 @@ class EvaluateOptions:
     batch_size: int = option(64, "batch size")
     num_workers: int = option(0, "DataLoader workers")
     top_k: int = option(5, "k of top-k accuracy")
-    max_samples: int | None = option(None, "evaluate the first N examples only")
+    max_samples: int | None = option(None, "evaluate N examples only, drawn across the classes in proportion (fixed seed)")
     output: Path | None = option(None, "also write the report as JSON to this file")
 
 
