@@ -20,6 +20,7 @@ from ..options import (
     OutputOptions,
     PushOptions,
     PushTarget,
+    SyntheticOptions,
 )
 
 
@@ -77,7 +78,15 @@ def batch(options: BatchOptions, output: OutputOptions, download: DownloadOption
 
 def demo(options: DemoOptions) -> int:
     """The main job, offline: write a checkpoint in Google's official .npz layout, convert it with verification into
-    a repo, and classify an image through `pipeline` with real ImageNet label names."""
+    a repo, and classify an image through `pipeline` with real ImageNet label names. `--out DIR` keeps both."""
+    if options.out is None:
+        with tempfile.TemporaryDirectory() as directory:
+            return _demo(options, Path(directory))
+    options.out.mkdir(parents=True, exist_ok=True)
+    return _demo(options, options.out)
+
+
+def _demo(options: DemoOptions, work: Path) -> int:
     import numpy as np
     from PIL import Image
     from transformers import pipeline
@@ -88,19 +97,36 @@ def demo(options: DemoOptions) -> int:
 
     config = ViTPortConfig.from_preset(options.variant, dataset="imagenet21k+imagenet2012",
                                        image_size=options.image_size)
-    with tempfile.TemporaryDirectory() as directory:
-        work = Path(directory)
-        name = "ViT-" + options.variant.replace("/", "_")
-        npz = write_synthetic_npz(work / f"{name}.npz", config)
-        print(f"Wrote {npz.name}: random weights in the official layout (the real files need network access; "
-              f"`hf-vit-port convert imagenet21k+imagenet2012/ViT-B_16 --out DIR` downloads and converts one).")
-        report(convert_npz(npz, work / "repo", repo_id=f"demo/{name.lower()}"))
-        rows, cols = np.mgrid[0 : options.image_size, 0 : options.image_size]
-        image = Image.fromarray(np.stack([rows % 256, cols % 256, (rows + cols) % 256], -1).astype(np.uint8))
-        predictions = pipeline("image-classification", model=str(work / "repo"))(image, top_k=3)
+    name = "ViT-" + options.variant.replace("/", "_")
+    npz = write_synthetic_npz(work / f"{name}.npz", config)
+    print(f"Wrote {npz if options.out else npz.name}: random weights in the official layout (the real files need "
+          "network access; `hf-vit-port convert imagenet21k+imagenet2012/ViT-B_16 --out DIR` downloads and converts "
+          "one).")
+    repo = work / name.lower()
+    report(convert_npz(npz, repo, repo_id=f"demo/{name.lower()}", overwrite=True))
+    rows, cols = np.mgrid[0 : options.image_size, 0 : options.image_size]
+    image = Image.fromarray(np.stack([rows % 256, cols % 256, (rows + cols) % 256], -1).astype(np.uint8))
+    predictions = pipeline("image-classification", model=str(repo))(image, top_k=3)
     print("pipeline('image-classification') on a test image (random weights, so the classes are arbitrary):")
     for prediction in predictions:
         print(f"  {prediction['score']:.4f}  {prediction['label']}")
+    return 0
+
+
+def synthetic(options: SyntheticOptions) -> int:
+    """A random checkpoint in the official layout of a release (the imagenet21k one with its all-zero head)."""
+    from hf_vit_port import ViTPortConfig
+
+    from ..conversion.synthetic import write_synthetic_npz
+
+    if options.output.suffix != ".npz":
+        raise ValueError(f"{options.output}: name a .npz file")
+    overrides = {"image_size": options.image_size} if options.image_size else {}
+    config = ViTPortConfig.from_preset(options.variant, dataset=options.release, **overrides)
+    path = write_synthetic_npz(options.output, config, seed=options.seed,
+                               zero_head=options.release == "imagenet21k")
+    print(f"Wrote {path}: {options.variant} in the {options.release} layout, random weights "
+          f"({config.image_size}px, {config.num_labels} classes)")
     return 0
 
 
