@@ -11,7 +11,15 @@ import os
 import re
 from pathlib import Path
 
-from ..options import AttentionOptions, DatasetOptions, EmbedOptions, EvaluateOptions, PatchesOptions, PredictOptions
+from ..options import (
+    AttentionOptions,
+    DatasetOptions,
+    EmbedOptions,
+    EvaluateOptions,
+    LabelMapOptions,
+    PatchesOptions,
+    PredictOptions,
+)
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 _URL_PREFIXES = ("http://", "https://")
@@ -68,7 +76,7 @@ def predict(options: PredictOptions) -> None:
     model_source(options.model)
 
 
-def evaluate(options: EvaluateOptions, dataset: DatasetOptions) -> None:
+def evaluate(options: EvaluateOptions, dataset: DatasetOptions, label_map: LabelMapOptions) -> None:
     dataset_source(dataset.dataset)
     model_source(options.model)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 from ..conversion.convert import ConversionResult
@@ -36,12 +37,14 @@ def convert(options: ConvertOptions, output: OutputOptions, download: DownloadOp
     overrides = dict(options.settings)
     if options.image_size:
         overrides["image_size"] = options.image_size
-    result = convert_npz(
-        npz_path, options.out, fmt=output.format, verify_outputs=output.verify, overwrite=options.overwrite,
-        checkpoint=checkpoint, repo_id=options.push_to_hub, resample=options.resample,
-        keep_zero_head=options.keep_zero_head, **overrides,
-    )
-    report(result)
+    with warnings.catch_warnings(record=True) as caught:  # reported once, with the conversion's notes
+        warnings.simplefilter("always")
+        result = convert_npz(
+            npz_path, options.out, fmt=output.format, verify_outputs=output.verify, overwrite=options.overwrite,
+            checkpoint=checkpoint, repo_id=options.push_to_hub, resample=options.resample,
+            keep_zero_head=options.keep_zero_head, **overrides,
+        )
+    report(result, [str(warning.message) for warning in caught])
     if options.push_to_hub:
         _push(result.output_dir, options.push_to_hub, push_options, default_message=commit_message(result))
     return 0
@@ -147,12 +150,16 @@ def _push(directory: Path, repo_id: str, options: PushOptions, default_message: 
         print(f"{repo_id} already holds these files; no new commit was made ({result.commit_oid[:12]})")
 
 
-def report(result: ConversionResult) -> None:
+def report(result: ConversionResult, warned: list[str] = ()) -> None:
+    """What a conversion did; `warned` are the warnings it raised, shown once each (most are also notes)."""
     summary = result.summary
     print(f"Converted {result.source['file']} (sha256 {result.source['sha256'][:16]}...) -> {result.output_dir}")
     print(f"  format {result.format}; parameters: {summary.totals()}")
     for note in result.notes:
         print(f"  note: {note}")
+    for message in dict.fromkeys(warned):
+        if message not in result.notes:
+            print(f"  warning: {message}")
     verification = result.verification
     if verification is not None:
         stage = "the written repo, reloaded" if verification.reloaded else "the file's own model, before adapting"

@@ -14,5 +14,5 @@ def embed(options: EmbedOptions) -> int:
         print(f"skipped {error}", file=sys.stderr)
     if world()[0] == 0:
         earlier = f" ({run.already_done} already there)" if run.already_done else ""
-        print(f"Embedded {run.embedded} image(s){earlier}; {options.output} holds {run.merged} row(s)")
+        print(f"Embedded {run.embedded_everywhere} image(s){earlier}; {options.output} holds {run.merged} row(s)")
     return 0

@@ -43,6 +43,7 @@ class EmbeddingRun:
     """What a run did (this process's share; `merged` is the row count of OUTPUT when this process wrote it)."""
 
     embedded: int = 0
+    embedded_everywhere: int = 0  # by every process of a distributed launch
     already_done: int = 0
     skipped: list[BadImageError] = field(default_factory=list)
     merged: int | None = None
@@ -88,8 +89,9 @@ def parts_folder(output: Path) -> Path:
     return output.with_name(output.name + ".parts")
 
 
-def done_ids(output: Path) -> set[str]:
-    """The ids already embedded: in OUTPUT and in its finished part files."""
+def done_ids(output: Path, *, cls_token: bool = False) -> set[str]:
+    """The ids already embedded: in OUTPUT and in its finished part files (refused if written with another
+    `--cls-token` choice than `cls_token`: the rows could not be merged)."""
     files = [output] if output.is_file() else []
     parts = parts_folder(output)
     if parts.is_dir():
@@ -97,9 +99,14 @@ def done_ids(output: Path) -> set[str]:
     done: set[str] = set()
     for path in files:
         try:
+            has_cls = CLS in pq.read_schema(path).names
             done.update(pq.read_table(path, columns=[PATH]).column(PATH).to_pylist())
-        except (pa.ArrowException, OSError) as error:
+        except (pa.ArrowException, OSError, KeyError) as error:
             raise ValueError(f"{path}: not a readable embeddings file ({error}); delete it to start over") from error
+        if has_cls != cls_token:
+            written = "with" if has_cls else "without"
+            raise ValueError(f"--cls-token: {path} was written {written} the CLS token; rerun {written} "
+                             f"--cls-token, or delete {output} and {parts} to start over")
     return done
 
 
@@ -137,24 +144,27 @@ def write_part(folder: Path, rank: int, ids: list[str], pooled: np.ndarray, cls:
 def merge(output: Path, order: list[str]) -> int:
     """OUTPUT := earlier OUTPUT + every part, rows in the source's order; the parts are then removed."""
     parts = parts_folder(output)
-    files = ([output] if output.is_file() else []) + sorted(p for p in parts.glob("*.parquet") if p.name[0] != ".")
-    if not files:
-        return 0
-    try:
-        table = pa.concat_tables([pq.read_table(path) for path in files])
-    except pa.ArrowInvalid as error:
-        raise ValueError(f"{output}: the earlier rows have other columns than this run's (--cls-token differs?); "
-                         f"rerun as before or delete {output} and {parts}") from error
+    new = sorted(p for p in parts.glob("*.parquet") if p.name[0] != ".") if parts.is_dir() else []
+    if not new:  # nothing since the last merge
+        _remove(parts)
+        return pq.read_metadata(output).num_rows if output.is_file() else 0
+    files = ([output] if output.is_file() else []) + new
+    table = pa.concat_tables([pq.read_table(path) for path in files])  # one schema: checked by `done_ids`
     position = {identifier: index for index, identifier in enumerate(order)}
     keys = [(position.get(identifier, len(order)), identifier) for identifier in table.column(PATH).to_pylist()]
     table = table.take(pa.array(sorted(range(len(keys)), key=keys.__getitem__), pa.int64()))
     staging = output.with_name(f".{output.name}.{os.getpid()}.tmp")
     pq.write_table(table, staging)
     os.replace(staging, output)
-    for path in parts.iterdir():
-        path.unlink()
-    parts.rmdir()
+    _remove(parts)
     return table.num_rows
+
+
+def _remove(parts: Path) -> None:
+    if parts.is_dir():
+        for path in parts.iterdir():
+            path.unlink()
+        parts.rmdir()
 
 
 def embed_images(options: EmbedOptions) -> EmbeddingRun:
@@ -166,7 +176,7 @@ def embed_images(options: EmbedOptions) -> EmbeddingRun:
     rank, size = world()
     group = _join_group(size)
     rows = image_rows(options.source, split=options.split, image_column=options.image_column)
-    done = done_ids(options.output)
+    done = done_ids(options.output, cls_token=options.cls_token)
     _barrier(size)  # every process has read what is done before any writes a new part
     todo = [position for position, identifier in enumerate(rows.ids) if identifier not in done]
     mine = todo[rank::size]
@@ -190,7 +200,7 @@ def embed_images(options: EmbedOptions) -> EmbeddingRun:
                 _flush(options.output, rank, buffer)
             bar.update(min(options.batch_size, len(mine) - start))
     _flush(options.output, rank, buffer)
-    _barrier(size)  # every part is on disk
+    run.embedded_everywhere = _total(run.embedded, size)  # also the barrier after which every part is on disk
     if rank == 0:
         run.merged = merge(options.output, rows.ids)
     if group:
@@ -224,6 +234,15 @@ def _join_group(size: int) -> bool:
         return False
     torch.distributed.init_process_group("gloo")
     return True
+
+
+def _total(count: int, size: int) -> int:
+    """`count` summed over the processes (each waits for all: no part is written after this returns)."""
+    if size <= 1 or not torch.distributed.is_initialized():
+        return count
+    total = torch.tensor([count], dtype=torch.int64)
+    torch.distributed.all_reduce(total)
+    return int(total.item())
 
 
 def _barrier(size: int) -> None:
