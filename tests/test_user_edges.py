@@ -286,3 +286,40 @@ def test_pipeline_on_a_16_bit_png_through_open_image(tmp_path):
     extractor = pipeline("image-feature-extraction", model=str(model), pool=True)
     np.testing.assert_allclose(extractor(open_image(tmp_path / "deep.png")),
                                extractor(open_image(tmp_path / "flat.png")), atol=1e-6)
+
+
+# -- finetune: a short loading summary, and a failed push that says where the model is --------------------------
+
+
+def finetune_argv(tmp_path, *extra: str) -> list:
+    data = make_colour_folder(tmp_path / "data", classes=("red", "green"), per_class=4, size=32)
+    base = save_tiny_repo(tmp_path / "base")
+    return ["finetune", "--model", base, "--dataset", f"imagefolder:{data}", "--output", tmp_path / "run",
+            "--max-steps", "1", "--batch-size", "4", "--num-workers", "0", "--train-eval-samples", "0",
+            "--no-check-images", *extra]
+
+
+def test_finetune_prints_a_short_loading_summary_and_all_of_it_with_v(tmp_path, capsys):
+    argv = finetune_argv(tmp_path)
+    capsys.readouterr()
+    assert cli(*argv) == 0
+    short = capsys.readouterr().out
+    assert "Loaded " in short and "classifier.weight: initialised fresh" in short
+    loading = short.split("{", 1)[0].splitlines()  # what comes before the Trainer's logs
+    assert "vit.layers.0.attention" not in short and len(loading) == 3
+    assert cli("-v", *argv, "--max-steps", "1") == 0
+    assert "vit.layers.0.attention" in capsys.readouterr().out  # the full table
+
+
+def test_a_failed_finetune_push_is_one_line_naming_the_saved_model(tmp_path, monkeypatch, capsys):
+    from hub_server import READ_TOKEN, HubServer, patch_hf_client
+
+    with HubServer(tokens={READ_TOKEN: "read"}) as hub:
+        patch_hf_client(monkeypatch, hub.url, token=READ_TOKEN, hf_home=tmp_path / "hf_home")
+        argv = finetune_argv(tmp_path, "--push-to-hub", "test-user/tuned")
+        capsys.readouterr()
+        assert cli(*argv) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("error: ") and error.count("\n") == 1 and "Traceback" not in error
+    assert f"hf-vit-port push {tmp_path / 'run'} test-user/tuned" in error
+    assert (tmp_path / "run" / "model.safetensors").is_file()
