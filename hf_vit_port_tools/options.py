@@ -52,6 +52,14 @@ def parse_setting(text: str) -> tuple[str, Any]:
         return key, value
 
 
+def parse_pair(text: str) -> tuple[str, str]:
+    """`NAME=OTHER`, both kept as text."""
+    key, separator, value = text.partition("=")
+    if not separator or not key or not value:
+        raise ValueError(f"expected NAME=OTHER, got {text!r}")
+    return key, value
+
+
 def default_num_workers() -> int:
     """
     DataLoader workers per process: the CPU cores left after the training processes on this machine (as many as
@@ -139,9 +147,28 @@ class BatchOptions:
 
 
 @dataclass(kw_only=True)
+class ListOptions:
+    release: str | None = option(None, "only this release: imagenet21k, imagenet21k+imagenet2012 or augreg")
+    json: bool = option(False, "print the entries as JSON (every field of the registry)")
+
+
+@dataclass(kw_only=True)
 class DemoOptions:
     variant: str = option("Ti/16", "preset variant, e.g. Ti/16, B/16")
     image_size: int = option(224, "input resolution")
+    out: Path | None = option(None, "keep the .npz and the converted repo in this directory (default: thrown away)")
+
+
+@dataclass(kw_only=True)
+class SyntheticOptions:
+    """A checkpoint of random weights in Google's official .npz layout (for trying the tools offline)."""
+
+    output: Path = required("the .npz file to write", positional=True)
+    variant: str = option("Ti/16", "preset variant, e.g. Ti/16, B/16")
+    release: str = option("imagenet21k+imagenet2012", "whose layout and head: imagenet21k (pre-logits, all-zero "
+                          "head, as the 2020 files), imagenet21k+imagenet2012, augreg, augreg+imagenet2012")
+    image_size: int | None = option(None, "input resolution (default: the release's)")
+    seed: int = option(0, "random seed of the weights")
 
 
 # -- data, training ------------------------------------------------------------------------------------------------
@@ -291,6 +318,29 @@ class EvaluateOptions:
     top_k: int = option(5, "k of top-k accuracy")
     max_samples: int | None = option(None, "evaluate N examples only, drawn across the classes in proportion (fixed seed)")
     output: Path | None = option(None, "also write the report as JSON to this file")
+
+
+@dataclass(kw_only=True)
+class LabelMapOptions:
+    """How the dataset's class names meet the model's labels."""
+
+    label_map: list[tuple[str, str]] = option(
+        list, "dataset class DATASET_NAME is the model's label MODEL_LABEL (repeatable)", flag="--label-map",
+        metavar="DATASET_NAME=MODEL_LABEL", parse=parse_pair, repeat=True,
+    )
+
+
+@dataclass(kw_only=True)
+class EmbedOptions:
+    source: str = required("a folder of images, imagefolder:DIR, or a Hub dataset id", positional=True)
+    model: str = required("ORG/NAME, a saved model directory, or a .npz file")
+    output: Path = required("the .parquet file to write: one row per image (path, embedding[, cls])")
+    split: str | None = option(None, "with a dataset: the split to embed (default: every split)")
+    image_column: str | None = option(None, "with a dataset: the image column (default: detected)")
+    cls_token: bool = option(False, "also store the final CLS token (before the pre-logits layer)")
+    batch_size: int = option(64, "images per forward pass")
+    rows_per_part: int = option(4096, "rows per part file written along the way (what a resumed run keeps)")
+    max_pixels: int | None = option(None, "refuse images with more pixels (default: PIL's 89,478,485)")
 
 
 @dataclass(kw_only=True)

@@ -24,7 +24,7 @@ from transformers.trainer_utils import get_last_checkpoint
 
 from ..data import ExampleTransform, ImageClassificationData, IndexedSplit, with_transform
 from ..hub.cards import RunDescription, trained_model_card
-from ..hub.push import push_repo
+from ..hub.push import PushError, push_repo
 from ..metrics import load_accuracy_topk
 from ..options import TrainingOptions
 from .arguments import training_arguments
@@ -215,8 +215,12 @@ def _finish_repo(run: TrainingRun, metrics: dict[str, float]) -> None:
                               skipped=len(run.data.skipped))
     card.save(output / "README.md")  # not validated against the Hub here: push_repo validates it
     if options.push_to_hub:
-        result = push_repo(output, options.push_to_hub, private=options.hub_private,
-                           commit_message="Upload fine-tuned ViT (hf-vit-port)", ignore_patterns=TRAINING_LEFTOVERS)
+        try:
+            result = push_repo(output, options.push_to_hub, private=options.hub_private,
+                               commit_message="Upload fine-tuned ViT (hf-vit-port)", ignore_patterns=TRAINING_LEFTOVERS)
+        except PushError as error:  # the training is not lost: say where it is and how to push it again
+            raise PushError(f"{error} (the trained model is saved in {output}; `hf-vit-port push {output} "
+                            f"{options.push_to_hub}` pushes it)") from error
         print(f"Pushed to {result.pr_url or result.commit_url}")
 
 
