@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -107,3 +108,23 @@ def test_import_after_the_auto_classes_registers_at_once():
     )
     result = run_elsewhere(code)
     assert result.returncode == 0, result.stderr
+
+
+def test_an_unverified_conversion_loads_no_model_or_image_stack(tmp_path):
+    # --no-verify reads the .npz and writes files: transformers' model folders (a scan of every one), its modeling
+    # and image-processing stacks are start-up time and memory it has no use for.
+    from npz_factory import make_official_params
+
+    np.savez(tmp_path / "tiny.npz", **make_official_params())
+    code = (
+        "import sys\n"
+        "from hf_vit_port_tools.cli import main\n"
+        f"code = main(['convert', '--npz', {str(tmp_path / 'tiny.npz')!r}, '--out', {str(tmp_path / 'out')!r},"
+        " '--no-verify'])\n"
+        "heavy = [m for m in sys.modules if m.startswith(('transformers.models', 'transformers.modeling_utils',"
+        " 'transformers.image_processing'))]\n"
+        "assert code == 0 and not heavy, (code, heavy[:5])\n"
+    )
+    result = run_elsewhere(code)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out" / "preprocessor_config.json").exists()
