@@ -305,7 +305,8 @@ def test_finetune_prints_a_short_loading_summary_and_all_of_it_with_v(tmp_path, 
     assert cli(*argv) == 0
     short = capsys.readouterr().out
     assert "Loaded " in short and "classifier.weight: initialised fresh" in short
-    loading = short.split("{", 1)[0].splitlines()  # what comes before the Trainer's logs
+    before_logs = short.split("{", 1)[0].splitlines()  # what comes before the Trainer's logs
+    loading = [line for line in before_logs if not line.startswith("Training on ")]  # the world-size line
     assert "vit.layers.0.attention" not in short and len(loading) == 3
     assert cli("-v", *argv, "--max-steps", "1") == 0
     assert "vit.layers.0.attention" in capsys.readouterr().out  # the full table
