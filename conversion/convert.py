@@ -26,7 +26,7 @@ from ..hub.cards import FORMATS, converted_model_card
 from .publish import destination, publish, staging_dir
 from .registry import OfficialCheckpoint
 from .verify import Reference, Verification, verify
-from .writing import Tensor, write_repo_files, write_safetensors
+from .writing import MappedSafetensors, Tensor, write_repo_files, write_safetensors
 
 logger = logging.getLogger(__name__)
 
@@ -186,15 +186,32 @@ def _write(staging: Path, write: Callable[[], None]) -> None:
 
 
 def _verify_staged(staging: Path, reference: Reference, fmt: str = "vit_port") -> Verification:
-    """The staged repo as `from_pretrained` loads it (memory-mapped), against the reference."""
+    """The staged repo loaded back, against the reference."""
     if fmt == "vit_port":
-        from hf_vit_port import ViTPortForImageClassification as model_class
-    else:
-        from transformers import AutoConfig, ViTForImageClassification, ViTModel
+        return verify(_mapped_vit_port(staging), reference, reloaded=True)
+    from transformers import AutoConfig, ViTForImageClassification, ViTModel
 
-        stock_classifier = AutoConfig.from_pretrained(staging).architectures == ["ViTForImageClassification"]
-        model_class = ViTForImageClassification if stock_classifier else ViTModel
+    stock_classifier = AutoConfig.from_pretrained(staging).architectures == ["ViTForImageClassification"]
+    model_class = ViTForImageClassification if stock_classifier else ViTModel
     return verify(model_class.from_pretrained(staging).eval(), reference, reloaded=True)
+
+
+def _mapped_vit_port(staging: Path) -> torch.nn.Module:
+    """The staged repo as `from_pretrained` would build it (its config.json, its class, every key of
+    model.safetensors matched strictly), with the weights left in the memory-mapped file rather than copied, and
+    each encoder block's pages released once the block has run: the verification holds one block at a time, not the
+    whole model beside the file."""
+    from hf_vit_port import ViTPortForImageClassification
+
+    config = ViTPortConfig.from_pretrained(staging)
+    with torch.device("meta"):
+        model = ViTPortForImageClassification(config)
+    mapped = MappedSafetensors(staging / "model.safetensors")
+    model.load_state_dict({name: torch.from_numpy(array) for name, array in mapped.tensors.items()}, strict=True,
+                          assign=True)
+    for index, layer in enumerate(model.vit.layers):
+        layer.register_forward_hook(lambda *_, prefix=f"vit.layers.{index}.": mapped.release(prefix))
+    return model.eval()
 
 
 def _check_request(fmt: str, output_dir: Path, overwrite: bool) -> Path:

@@ -10,6 +10,7 @@ adapted model's tensors. Nothing here imports transformers' modeling stack, so a
 from __future__ import annotations
 
 import json
+import mmap
 import shutil
 import struct
 from collections.abc import Callable, Iterable
@@ -55,6 +56,35 @@ def write_safetensors(path: Path, tensors: Iterable[Tensor]) -> None:
                 raise ValueError(f"{tensor.name}: made {tuple(array.shape)}, expected {tensor.shape}")
             stream.write(memoryview(array).cast("B"))
             del array
+
+
+class MappedSafetensors:
+    """The float32 tensors of a safetensors file as copy-on-write views of the file mapped into memory: nothing is
+    read until used, the pages are the page cache's, and `release` hands a tensor's pages back once it has been used
+    (the views stay valid: a later read maps them in again from the unchanged file)."""
+
+    def __init__(self, path: Path) -> None:
+        with path.open("rb") as stream:
+            (length,) = struct.unpack("<Q", stream.read(8))
+            header = json.loads(stream.read(length))
+        self._mapped = np.memmap(path, dtype=np.uint8, mode="c")
+        self.tensors: dict[str, np.ndarray] = {}
+        self._spans: dict[str, tuple[int, int]] = {}
+        for name, entry in header.items():
+            if name == "__metadata__":
+                continue
+            if entry["dtype"] != "F32":
+                raise ValueError(f"{path}: tensor {name!r} is {entry['dtype']}, expected F32")
+            begin, end = (8 + length + offset for offset in entry["data_offsets"])
+            self._spans[name] = (begin, end)
+            self.tensors[name] = self._mapped[begin:end].view(np.float32).reshape(entry["shape"])
+
+    def release(self, prefix: str) -> None:
+        """Drop the pages of every tensor whose name starts with `prefix` from this process's memory."""
+        for name, (begin, end) in self._spans.items():
+            if name.startswith(prefix):
+                start = begin - begin % mmap.PAGESIZE  # madvise wants page-aligned starts
+                self._mapped._mmap.madvise(mmap.MADV_DONTNEED, start, end - start)
 
 
 def write_repo_files(directory: Path, config: ViTPortConfig, architecture: str) -> None:

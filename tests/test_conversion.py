@@ -236,3 +236,41 @@ def test_the_streamed_repo_is_what_save_pretrained_writes(tmp_path, params):
     assert a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
     code = {p.name for p in (tmp_path / "saved").glob("*.py")}
     assert code and code <= {p.name for p in (tmp_path / "streamed").glob("*.py")}
+
+
+def test_mapped_safetensors_reads_what_was_written_before_and_after_releasing(tmp_path):
+    from safetensors.numpy import load_file
+
+    from hf_vit_port_tools.conversion.writing import MappedSafetensors, Tensor, write_safetensors
+
+    rng = np.random.default_rng(0)
+    arrays = {"a.weight": rng.random((3, 5), dtype=np.float32), "b.weight": rng.random((4097,), dtype=np.float32)}
+    path = tmp_path / "model.safetensors"
+    write_safetensors(path, [Tensor(name, value.shape, lambda value=value: value) for name, value in arrays.items()])
+    assert {name: value.tolist() for name, value in load_file(path).items()} == {
+        name: value.tolist() for name, value in arrays.items()}
+    mapped = MappedSafetensors(path)
+    for name, value in arrays.items():
+        np.testing.assert_array_equal(mapped.tensors[name], value)
+    mapped.release("a.")
+    mapped.release("b.")
+    for name, value in arrays.items():  # released pages come back from the unchanged file
+        np.testing.assert_array_equal(mapped.tensors[name], value)
+
+
+def test_a_corrupted_staged_weight_fails_the_verification(tmp_path, monkeypatch):
+    from hf_vit_port_tools.conversion import writing
+
+    npz = tmp_path / "ckpt.npz"
+    write_npz(npz, make_official_params())
+    original = writing.MappedSafetensors.__init__
+
+    def corrupt(self, path):
+        original(self, path)
+        name = next(name for name in sorted(self.tensors) if ".layers.0." in name and name.endswith("weight"))
+        self.tensors[name] = self.tensors[name] * 1.5  # what wrong bytes in the written file would look like
+
+    monkeypatch.setattr(writing.MappedSafetensors, "__init__", corrupt)
+    with pytest.raises(Exception, match="verification failed after reloading"):
+        convert(npz, tmp_path / "out")
+    assert not (tmp_path / "out").exists()
