@@ -323,3 +323,32 @@ def test_a_failed_finetune_push_is_one_line_naming_the_saved_model(tmp_path, mon
     assert error.startswith("error: ") and error.count("\n") == 1 and "Traceback" not in error
     assert f"hf-vit-port push {tmp_path / 'run'} test-user/tuned" in error
     assert (tmp_path / "run" / "model.safetensors").is_file()
+
+
+def test_a_stock_feature_extractor_is_not_given_a_random_head_by_predict(in21k_repo, photos, tmp_path, capsys):
+    """`--format stock` writes a ViTModel; loading it as a classifier would invent a random 2-label head."""
+    stock = tmp_path / "stock"
+    assert cli("convert", "--npz", in21k_repo.parent / "ViT-Ti_16.npz", "--out", stock, "--format", "stock") == 0
+    capsys.readouterr()
+    assert cli("predict", photos / "0.png", "--model", stock) == 2
+    assert "no classification head" in capsys.readouterr().err
+    assert cli("plot-attention", photos / "0.png", "--model", stock, "--output", tmp_path / "a.png") == 0
+
+
+def test_embed_a_dataset_by_name(in21k_repo, photos, tmp_path, monkeypatch, capsys):
+    """A `datasets` dataset (here built in memory where a Hub id would be downloaded): rows are SPLIT/INDEX."""
+    import datasets
+
+    import hf_vit_port_tools.data as data
+
+    files = [str(photos / f"{index}.png") for index in range(3)]
+    built = datasets.DatasetDict({"train": datasets.Dataset.from_dict({"img": files, "label": [0, 1, 0]})
+                                  .cast_column("img", datasets.Image())})
+    monkeypatch.setattr(data, "load_image_dataset", lambda spec, **kwargs: built if spec == "someone/photos" else None)
+    output = tmp_path / "dataset.parquet"
+    assert cli("embed", "someone/photos", "--model", in21k_repo, "--output", output, "--split", "train") == 0
+    table = pq.read_table(output)
+    assert table.column("path").to_pylist() == ["train/0", "train/1", "train/2"]
+    np.testing.assert_allclose(np.array(table.column("embedding").to_pylist()), pooled(in21k_repo, files), atol=1e-5)
+    assert cli("embed", "someone/photos", "--model", in21k_repo, "--output", output, "--split", "test") == 2
+    assert "--split test" in capsys.readouterr().err
