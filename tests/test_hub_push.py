@@ -149,7 +149,7 @@ def test_dropped_connection_mid_upload_is_retried(hub, hf_home, converted):
 
 def test_invalid_card_is_refused_before_anything_is_pushed(hub, hf_home, converted):
     readme = converted / "README.md"
-    readme.write_text(readme.read_text().replace("license: apache-2.0", "license: not-a-license"))
+    readme.write_text(readme.read_text().replace("license: other", "license: not-a-license"))  # a file of unknown origin
     with pytest.raises(PushError, match="invalid metadata"):
         push_repo(converted, REPO)
     assert not hub.repo_exists(REPO)
