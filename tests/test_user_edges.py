@@ -352,3 +352,10 @@ def test_embed_a_dataset_by_name(in21k_repo, photos, tmp_path, monkeypatch, caps
     np.testing.assert_allclose(np.array(table.column("embedding").to_pylist()), pooled(in21k_repo, files), atol=1e-5)
     assert cli("embed", "someone/photos", "--model", in21k_repo, "--output", output, "--split", "test") == 2
     assert "--split test" in capsys.readouterr().err
+
+
+def test_the_input_checks_know_the_same_image_suffixes_as_the_loader():
+    from hf_vit_port.images import IMAGE_SUFFIXES
+    from hf_vit_port_tools.cli.checks import _IMAGE_SUFFIXES
+
+    assert _IMAGE_SUFFIXES == IMAGE_SUFFIXES
