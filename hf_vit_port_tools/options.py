@@ -319,6 +319,7 @@ class EmbedOptions:
     image_column: str | None = option(None, "with a dataset: the image column (default: detected)")
     cls_token: bool = option(False, "also store the final CLS token (before the pre-logits layer)")
     batch_size: int = option(64, "images per forward pass")
+    num_workers: int = option(default_num_workers, "threads decoding images (default: spare CPU cores, at most 8)")
     rows_per_part: int = option(4096, "rows per part file written along the way (what a resumed run keeps)")
     max_pixels: int | None = option(None, "refuse images with more pixels (default: PIL's 89,478,485)")
 

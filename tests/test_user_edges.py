@@ -359,3 +359,16 @@ def test_the_input_checks_know_the_same_image_suffixes_as_the_loader():
     from hf_vit_port_tools.cli.checks import _IMAGE_SUFFIXES
 
     assert _IMAGE_SUFFIXES == IMAGE_SUFFIXES
+
+
+def test_embed_skips_unreadable_images_with_a_message(in21k_repo, photos, tmp_path, capsys):
+    from test_training import write_bad_images
+
+    folder = tmp_path / "mixed"
+    bad = write_bad_images(folder)
+    Image.open(photos / "0.png").save(folder / "good.png")
+    output = tmp_path / "mixed.parquet"
+    assert cli("embed", folder, "--model", in21k_repo, "--output", output, "--num-workers", "3") == 0
+    assert pq.read_table(output).column("path").to_pylist() == [str(folder / "good.png")]
+    err = capsys.readouterr().err
+    assert all(f"skipped {path}" in err for path in bad.values())
