@@ -159,6 +159,9 @@ def run_main(*argv: str) -> subprocess.CompletedProcess:
     (("plot-patches", "{photos}/0.png", "--patch-size", "15", "--output", "p.png"), "--patch-size 15 does not divide"),
     (("evaluate", "--model", "{photos}", "--dataset", "imagefolder:nowhere"), "--dataset imagefolder:nowhere: no such"),
     (("embed", "{photos}", "--model", "nosuchdir", "--output", "f.parquet"), "--model nosuchdir"),
+    (("finetune", "--model", "runs/x/checkpoint-999", "--dataset", "imagefolder:{photos}", "--output", "r"),
+     "--model runs/x/checkpoint-999: no such directory or file"),
+    (("train-from-scratch", "--dataset", "imagefolder:nowhere", "--output", "r"), "--dataset imagefolder:nowhere"),
 ])
 def test_inputs_are_checked_before_torch_is_imported(argv, message, photos, tmp_path):
     result = run_main(*(a.format(photos=photos) for a in argv))

@@ -13,12 +13,16 @@ from pathlib import Path
 
 from ..options import (
     AttentionOptions,
+    DataOptions,
     DatasetOptions,
     EmbedOptions,
     EvaluateOptions,
+    FinetuneOptions,
     LabelMapOptions,
     PatchesOptions,
     PredictOptions,
+    ScratchOptions,
+    TrainingOptions,
 )
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -79,6 +83,15 @@ def predict(options: PredictOptions) -> None:
 def evaluate(options: EvaluateOptions, dataset: DatasetOptions, label_map: LabelMapOptions) -> None:
     dataset_source(dataset.dataset)
     model_source(options.model)
+
+
+def finetune(finetuning: FinetuneOptions, data: DataOptions, training: TrainingOptions) -> None:
+    dataset_source(data.dataset)
+    model_source(finetuning.model)
+
+
+def train_from_scratch(recipe: ScratchOptions, data: DataOptions, training: TrainingOptions) -> None:
+    dataset_source(data.dataset)
 
 
 def plot_attention(options: AttentionOptions) -> None:
