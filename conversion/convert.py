@@ -20,8 +20,7 @@ import torch
 from hf_vit_port.configuration_vit_port import ViTPortConfig, to_pair
 from hf_vit_port.loading import LOADED, UNUSED, LoadingSummary, NpzSource, load_checkpoint, target_config
 from hf_vit_port.npz_format import NpzFormatError, port_parameters
-from hf_vit_port.processing import make_image_processor
-from hf_vit_port.stock import stock_config, to_stock_state_dict
+from hf_vit_port.stock import stock_config, stock_image_processor, to_stock_state_dict
 
 from ..hub.cards import FORMATS, converted_model_card
 from .publish import destination, publish, staging_dir
@@ -119,7 +118,8 @@ def convert(
         else:
             config, summary, verification = _write_built(source, staging, fmt, verify_outputs, resample,
                                                          keep_zero_head, overrides)
-        make_image_processor(config).save_pretrained(staging)
+        if fmt != "vit_port":  # vit_port repos got ViTPortImageProcessor's files with the config
+            stock_image_processor(config).save_pretrained(staging)
         provenance = {"file": npz_path.name, "sha256": digest.result(), "size": npz_path.stat().st_size}
         card = converted_model_card(config=config, repo_id=repo_id, source=provenance, checkpoint=checkpoint,
                                     verification=None if verification is None else verification.as_dict(), fmt=fmt,

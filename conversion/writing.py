@@ -1,6 +1,6 @@
 """Writing a `vit_port` repo without building a model: the weights streamed into `model.safetensors` one tensor at
 a time, then the files `save_pretrained` would write beside them (config with `architectures` and `auto_map`, the
-modeling code for `trust_remote_code`, the image processor's config).
+modeling and image-processing code for `trust_remote_code`, preprocessor_config.json).
 
 This is the one write path of the `vit_port` format: an unmodified conversion streams the `.npz` arrays straight in
 (each transposed, written and freed before the next is read), an adapted one (another size or head) streams the
@@ -20,10 +20,12 @@ import numpy as np
 
 import hf_vit_port
 from hf_vit_port.configuration_vit_port import AUTO_MAP, ViTPortConfig
+from hf_vit_port.processing import PROCESSOR_CODE_FILES, preprocessor_config
 
 _DTYPES = {np.dtype(np.float32): "F32"}
-# The plugin's files a repo carries for trust_remote_code: the configuration, the model, and what they import.
-_CODE_FILES = ("configuration_vit_port.py", "modeling_vit_port.py", "presets.py", "resample.py")
+# The plugin's files a repo carries for trust_remote_code: the configuration, the model, the image processor, and
+# what they import.
+_CODE_FILES = ("configuration_vit_port.py", "modeling_vit_port.py", "presets.py", "resample.py", *PROCESSOR_CODE_FILES)
 _ALIGNMENT = 8  # safetensors pads its header so that the data starts aligned
 
 
@@ -56,12 +58,16 @@ def write_safetensors(path: Path, tensors: Iterable[Tensor]) -> None:
 
 
 def write_repo_files(directory: Path, config: ViTPortConfig, architecture: str) -> None:
-    """config.json as `save_pretrained` writes it for `architecture`, and the code files for trust_remote_code."""
+    """config.json as `save_pretrained` writes it for `architecture`, preprocessor_config.json as
+    `ViTPortImageProcessor.save_pretrained` writes it, and the code files for trust_remote_code."""
     config = ViTPortConfig.from_dict(config.to_dict())  # a copy: the caller's config stays as it was
     config.architectures = [architecture]
     config.auto_map = {**AUTO_MAP, **(getattr(config, "auto_map", None) or {})}
     config.dtype = "float32"
     config.to_json_file(directory / "config.json", use_diff=True)
+    # Same layout as transformers' to_json_string (sorted, indented), so the file equals what save_pretrained writes.
+    processor = json.dumps(preprocessor_config(config), indent=2, sort_keys=True) + "\n"
+    (directory / "preprocessor_config.json").write_text(processor, encoding="utf-8")
     package = Path(hf_vit_port.__file__).parent
     for name in _CODE_FILES:
         shutil.copyfile(package / name, directory / name)

@@ -67,6 +67,11 @@ def fetch_url(url: str, *, timeout: float = URL_TIMEOUT_S) -> bytes:
         raise BadImageError(url, f"could not download it ({reason}); check the address and the network") from error
 
 
+def to_8bit(array: np.ndarray, top: float) -> np.ndarray:
+    """`array` (values 0..`top`) scaled and rounded to uint8 0..255: how 16-bit and wider pixels become 8-bit."""
+    return np.clip(np.asarray(array, dtype=np.float64) / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
+
+
 def to_rgb(image: Image.Image) -> Image.Image:
     """8-bit RGB from any PIL mode: alpha composited on white, 16-bit and float scaled down rather than clipped."""
     if image.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
@@ -76,8 +81,7 @@ def to_rgb(image: Image.Image) -> Image.Image:
         top = 65535.0 if image.mode.startswith("I;16") else max(float(array.max()), 1.0)
         if image.mode == "F" and top <= 1.0:
             top = 1.0
-        array = np.clip(array / top * 255.0 + 0.5, 0, 255).astype(np.uint8)
-        return Image.fromarray(array, mode="L").convert("RGB")
+        return Image.fromarray(to_8bit(array, top), mode="L").convert("RGB")
     if (image.mode == "P" and "transparency" in image.info) or image.mode in ("RGBA", "LA", "PA", "La", "RGBa"):
         rgba = image.convert("RGBA")
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
@@ -196,5 +200,6 @@ __all__ = [
     "is_url",
     "offline",
     "open_image",
+    "to_8bit",
     "to_rgb",
 ]

@@ -5,12 +5,18 @@ original pre-logits layer, so an ImageNet-21k checkpoint maps onto `ViTModel` wi
 Stock `ViTForImageClassification` has no pooler, so only checkpoints without pre-logits map onto it.
 """
 
+from __future__ import annotations
+
 from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 import torch
-from transformers import ViTConfig
+from transformers import PretrainedConfig
 
-from .configuration_vit_port import ViTPortConfig
+from .configuration_vit_port import ViTPortConfig, to_pair
+
+if TYPE_CHECKING:
+    from transformers import ViTConfig
 
 _LAYER_RENAMES = {
     "norm1.": "layernorm_before.",
@@ -21,6 +27,10 @@ _LAYER_RENAMES = {
 
 def stock_config(config: ViTPortConfig, *, for_classification: bool) -> ViTConfig:
     """A `ViTConfig` computing exactly what `config` does (tanh-GELU, eps 1e-6, the pre-logits as pooler)."""
+    # Imported here: transformers' ViT package means importing `transformers.models`, whose folder scan an
+    # unverified vit_port conversion should not pay for.
+    from transformers import ViTConfig
+
     if config.classifier != "token":
         raise ValueError("transformers' ViT pools the CLS token only; a 'gap' model has no stock equivalent.")
     if for_classification and config.representation_size is not None:
@@ -45,6 +55,29 @@ def stock_config(config: ViTPortConfig, *, for_classification: bool) -> ViTConfi
         pooler_act="tanh",
         id2label=dict(config.id2label) if for_classification else None,
         label2id=dict(config.label2id) if for_classification else None,
+    )
+
+
+def stock_image_processor(config: PretrainedConfig) -> Any:
+    """
+    transformers' own `ViTImageProcessor` set up as close to the original preprocessing as it goes: bilinear resize
+    to the model's resolution, RGB scaled to [-1, 1]. PIL's bilinear filter antialiases when it shrinks, which the
+    original pipeline does not (see `ViTPortImageProcessor`); `--format stock` repos carry it all the same, so that
+    they need nothing but transformers. The PIL backend is used because torchvision is not a dependency; it saves as
+    `ViTImageProcessor`.
+    """
+    from transformers.models.vit.image_processing_pil_vit import ViTImageProcessorPil
+
+    height, width = to_pair(config.image_size)
+    return ViTImageProcessorPil(
+        do_resize=True,
+        size={"height": height, "width": width},
+        resample=2,  # PIL.Image.BILINEAR
+        do_rescale=True,
+        rescale_factor=1 / 255,
+        do_normalize=True,
+        image_mean=[0.5, 0.5, 0.5],
+        image_std=[0.5, 0.5, 0.5],
     )
 
 

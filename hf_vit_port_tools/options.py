@@ -17,6 +17,7 @@ Format = Literal["vit_port", "stock"]
 ResampleMode = Literal["official", "bilinear", "bicubic"]
 FORMATS: tuple[str, ...] = get_args(Format)
 DEFAULT_SCRATCH_DATASET = "uoft-cs/cifar100"
+BestModelMetric = Literal["accuracy", "top5_accuracy", "loss"]
 
 
 def option(default: Any = None, help: str = "", **metadata: Any) -> Any:  # noqa: A002 (argparse's word)
@@ -226,27 +227,46 @@ class TrainingOptions:
         512, "training examples scored at each evaluation for the train-accuracy curve, 0 for none"
     )
     gradient_checkpointing: bool = option(False, "trade compute for memory")
-    resume: bool = option(False, "continue from the last checkpoint in --output")
+    torch_compile: bool = option(False, "compile the model with torch.compile (TrainingArguments.torch_compile)")
+    metric_for_best_model: BestModelMetric = option(
+        "accuracy", "validation score that picks the best checkpoint (loss: lower is better)"
+    )
+    resume_from_checkpoint: str | None = option(
+        None, "continue from this checkpoint-* directory, or from the latest in --output with 'last' (--resume alone)",
+        aliases=("--resume",), nargs="?", const="last", metavar="PATH|last",
+    )
+    eval_only: bool = option(False, "only evaluate the model as loaded on the validation (and test) split; no training")
     push_to_hub: str | None = option(None, "upload the final repo to the Hub (one commit)", metavar="ORG/NAME")
     hub_private: bool = option(False, "with --push-to-hub: create the repo private", flag="--private")
     report_to: str = option("none", "Trainer integrations: none, tensorboard, wandb, ...")
     disable_tqdm: bool | None = option(None, "", cli=False)
-    extra_arguments: dict[str, Any] = option(dict, "", cli=False)  # passed to TrainingArguments as they are
+    extra_arguments: dict[str, Any] = option(
+        dict, "any transformers TrainingArguments field, passed as it is (repeatable), e.g. --training-arg "
+        "dataloader_drop_last=true", flag="--training-arg", metavar="KEY=VALUE", parse=parse_setting, repeat=True,
+    )
 
 
 @dataclass(kw_only=True)
-class FinetuneOptions:
-    """The checkpoint fine-tuned and how."""
+class AugmentationOptions:
+    """Switches for a recipe's training augmentation (evaluation images are never augmented)."""
+
+    augment: bool = option(True, "train without any augmentation", flag="--no-augment")
+    flip: bool = option(True, "no random horizontal flips (for data whose orientation matters: digits, text)",
+                        flag="--no-flip")
+
+
+@dataclass(kw_only=True)
+class FinetuneOptions(AugmentationOptions):
+    """The checkpoint fine-tuned and how; its augmentation is a random resized crop and a flip."""
 
     model: str = required("ORG/NAME on the Hub, a saved model directory, or a .npz file")
     image_size: int | None = option(None, "fine-tune at this resolution (position embeddings resampled)")
     linear_probe: bool = option(False, "train the classification head only", aliases=("--freeze-backbone",))
-    augment: bool = option(True, "no random crops or flips", flag="--no-augment")
     crop_scale_min: float = option(0.08, "smallest area share of the random resized crop")
 
 
 @dataclass(kw_only=True)
-class ScratchOptions:
+class ScratchOptions(AugmentationOptions):
     """
     Architecture and augmentation of a ViT trained from scratch. The defaults are the Keras "Image classification
     with Vision Transformer" example's CIFAR-100 recipe: 72 px inputs, 6 px patches, width 64, 8 blocks of 4 heads,
@@ -296,7 +316,7 @@ class EvaluateOptions:
     batch_size: int = option(64, "batch size")
     num_workers: int = option(0, "DataLoader workers")
     top_k: int = option(5, "k of top-k accuracy")
-    max_samples: int | None = option(None, "evaluate the first N examples only")
+    max_samples: int | None = option(None, "evaluate N examples only, drawn across the classes in proportion (fixed seed)")
     output: Path | None = option(None, "also write the report as JSON to this file")
 
 

@@ -22,6 +22,7 @@ SCRIPTS = {
                                                "convert_noverify_peak_rss_tiny"]),
     "loading": (["--work-dir", "{work}"], ["from_pretrained_tiny"]),
     "gpu": (["--device", "cpu"], ["gpu_inference_bf16_tiny_bs4", "gpu_train_step_bf16_autocast_tiny_bs4"]),
+    "startup": ([], ["import_hf_vit_port", "command_help", "command_list", "command_predict_missing_file"]),
 }
 LINE = re.compile(r"^(?P<name>\w+): .+ ratio (?P<ratio>[-\d.]+|nan|inf)")
 

@@ -52,8 +52,9 @@ _UPSTREAM_COMMIT = "c6de1e5"  # the commit the registry's numbers were read from
 # match the AugReg notebook).
 _SOURCE_DOCUMENTS = ("vit_jax_augreg.ipynb", "vit_jax.ipynb", "README.md")
 # TrainingOptions fields that say where and how a run was executed, not how the model was trained.
-_RUN_ONLY_SETTINGS = frozenset({"output_dir", "num_workers", "resume", "push_to_hub", "hub_private", "report_to",
-                                "disable_tqdm", "logging_steps", "save_total_limit", "extra_arguments"})
+_RUN_ONLY_SETTINGS = frozenset({"output_dir", "num_workers", "resume_from_checkpoint", "eval_only", "push_to_hub",
+                                "hub_private", "report_to", "disable_tqdm", "logging_steps", "save_total_limit",
+                                "extra_arguments"})
 
 
 @dataclass

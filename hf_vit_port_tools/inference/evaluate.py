@@ -197,6 +197,22 @@ def choose_split(available: list[str], split: str | None) -> str:
     return next(name for name in SPLIT_PREFERENCE + tuple(available) if name in available)
 
 
+def stratified_sample(labels: list[int], count: int, seed: int = 0) -> list[int]:
+    """
+    `count` row indices drawn across the classes in proportion to their sizes, the same every time: each class's
+    rows in a seeded random order, the k-th row of a class of n ranked at (k + 0.5) / n, the lowest ranks taken (so
+    a folder listed class by class is not cut down to its first classes). Returned in dataset order.
+    """
+    labels_array = np.asarray(labels)
+    order = np.random.default_rng(seed).permutation(len(labels_array))
+    rank = np.empty(len(labels_array))
+    for label in np.unique(labels_array):
+        rows = order[labels_array[order] == label]
+        rank[rows] = (np.arange(len(rows)) + 0.5) / len(rows)
+    chosen = np.lexsort((labels_array, rank))[:count]
+    return sorted(chosen.tolist())
+
+
 def evaluate_dataset(
     options: EvaluateOptions, dataset_options: DatasetOptions, label_map: LabelMapOptions | None = None
 ) -> EvaluationReport:
@@ -208,7 +224,7 @@ def evaluate_dataset(
     chosen = choose_split(list(splits), options.split)
     data = splits[chosen]
     if options.max_samples is not None and options.max_samples < len(data):
-        data = data.select(range(options.max_samples))
+        data = data.select(stratified_sample(list(data[label_column]), options.max_samples))
     data, errors = drop_bad_images(data, image_column, split=chosen)
     feature = data.features[label_column]
     class_names = list(feature.names) if isinstance(feature, ClassLabel) else []
@@ -232,4 +248,5 @@ __all__ = [
     "evaluate_dataset",
     "label_mapping",
     "predict_logits",
+    "stratified_sample",
 ]

@@ -72,14 +72,17 @@ def prepare_finetuning(
         base_model=finetuning.model,
         recipe=(
             "Fine-tuned with `hf-vit-port finetune`: the checkpoint's image processor, random resized crops "
-            "and horizontal flips for training, AdamW, and the best checkpoint by validation accuracy."
+            f"{'and horizontal flips ' if finetuning.flip else ''}for training, AdamW, and the best checkpoint by "
+            f"validation {options.metric_for_best_model}."
             if finetuning.augment
             else "Fine-tuned with `hf-vit-port finetune` without augmentation."
         ),
         notes=_notes(finetuning, trainable),
     )
     image_size = to_pair(model.config.image_size)
-    augment = finetune_augmentation(image_size, crop_scale=(finetuning.crop_scale_min, 1.0)) if finetuning.augment else None
+    augment = None
+    if finetuning.augment:
+        augment = finetune_augmentation(image_size, crop_scale=(finetuning.crop_scale_min, 1.0), flip=finetuning.flip)
     return build_run(model, processor, data, options, description, image_augment=augment)
 
 
