@@ -375,3 +375,12 @@ def test_embed_skips_unreadable_images_with_a_message(in21k_repo, photos, tmp_pa
     assert pq.read_table(output).column("path").to_pylist() == [str(folder / "good.png")]
     err = capsys.readouterr().err
     assert all(f"skipped {path}" in err for path in bad.values())
+
+
+@pytest.mark.parametrize("argv, name", [(("plot-patches", "--output", "p.png"), "IMAGE"),
+                                        (("embed", "--model", "m", "--output", "f.parquet"), "FOLDER_OR_DATASET"),
+                                        (("synthetic",), "FILE.npz")])
+def test_a_missing_positional_argument_is_named(argv, name, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli(*argv)
+    assert exit_info.value.code == 2 and f"required: {name}" in capsys.readouterr().err
