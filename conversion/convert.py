@@ -69,7 +69,8 @@ def _adaptations(source: NpzSource, overrides: dict[str, Any], resample: str) ->
             continue
         old = fields.get(key)
         if key == "image_size":
-            changes.append(f"image size {_px(old)} -> {_px(value)}, position embeddings resampled ({resample})")
+            changes.append(f"image size {_px(old)} -> {_px(value)}, position embeddings resampled with the {resample} "
+                           "interpolation")
         elif old != value:
             changes.append(f"{key} {old} -> {value}")
     return changes

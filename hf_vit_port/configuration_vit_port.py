@@ -24,7 +24,8 @@ CLASSIFIERS = ("token", "gap")
 _HANDLED_BY_TRANSFORMERS = frozenset(
     {"num_labels", "auto_map", "model_type", "torch_dtype", "name_or_path", "_name_or_path", "_commit_hash",
      "output_attentions", "attn_implementation", "experts_implementation", "per_layer_config", "use_return_dict",
-     "_attn_implementation_autoset", "tie_last_hidden_states"}
+     "_attn_implementation_autoset", "tie_last_hidden_states",
+     "use_cache"}  # the Trainer sets use_cache=False on any model it trains
 )
 POSITION_INTERPOLATIONS = ("official", "bilinear", "bicubic")
 

@@ -163,7 +163,7 @@ class DemoOptions:
 class SyntheticOptions:
     """A checkpoint of random weights in Google's official .npz layout (for trying the tools offline)."""
 
-    output: Path = required("the .npz file to write", positional=True)
+    output: Path = required("the .npz file to write", positional=True, metavar="FILE.npz")
     variant: str = option("Ti/16", "preset variant, e.g. Ti/16, B/16")
     release: str = option("imagenet21k+imagenet2012", "whose layout and head: imagenet21k (pre-logits, all-zero "
                           "head, as the 2020 files), imagenet21k+imagenet2012, augreg, augreg+imagenet2012")
@@ -332,13 +332,15 @@ class LabelMapOptions:
 
 @dataclass(kw_only=True)
 class EmbedOptions:
-    source: str = required("a folder of images, imagefolder:DIR, or a Hub dataset id", positional=True)
+    source: str = required("a folder of images, imagefolder:DIR, or a Hub dataset id", positional=True,
+                           metavar="FOLDER_OR_DATASET")
     model: str = required("ORG/NAME, a saved model directory, or a .npz file")
     output: Path = required("the .parquet file to write: one row per image (path, embedding[, cls])")
     split: str | None = option(None, "with a dataset: the split to embed (default: every split)")
     image_column: str | None = option(None, "with a dataset: the image column (default: detected)")
     cls_token: bool = option(False, "also store the final CLS token (before the pre-logits layer)")
     batch_size: int = option(64, "images per forward pass")
+    num_workers: int = option(default_num_workers, "threads decoding images (default: spare CPU cores, at most 8)")
     rows_per_part: int = option(4096, "rows per part file written along the way (what a resumed run keeps)")
     max_pixels: int | None = option(None, "refuse images with more pixels (default: PIL's 89,478,485)")
 

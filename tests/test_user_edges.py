@@ -159,6 +159,9 @@ def run_main(*argv: str) -> subprocess.CompletedProcess:
     (("plot-patches", "{photos}/0.png", "--patch-size", "15", "--output", "p.png"), "--patch-size 15 does not divide"),
     (("evaluate", "--model", "{photos}", "--dataset", "imagefolder:nowhere"), "--dataset imagefolder:nowhere: no such"),
     (("embed", "{photos}", "--model", "nosuchdir", "--output", "f.parquet"), "--model nosuchdir"),
+    (("finetune", "--model", "runs/x/checkpoint-999", "--dataset", "imagefolder:{photos}", "--output", "r"),
+     "--model runs/x/checkpoint-999: no such directory or file"),
+    (("train-from-scratch", "--dataset", "imagefolder:nowhere", "--output", "r"), "--dataset imagefolder:nowhere"),
 ])
 def test_inputs_are_checked_before_torch_is_imported(argv, message, photos, tmp_path):
     result = run_main(*(a.format(photos=photos) for a in argv))
@@ -305,9 +308,8 @@ def test_finetune_prints_a_short_loading_summary_and_all_of_it_with_v(tmp_path, 
     assert cli(*argv) == 0
     short = capsys.readouterr().out
     assert "Loaded " in short and "classifier.weight: initialised fresh" in short
-    before_logs = short.split("{", 1)[0].splitlines()  # what comes before the Trainer's logs
-    loading = [line for line in before_logs if not line.startswith("Training on ")]  # the world-size line
-    assert "vit.layers.0.attention" not in short and len(loading) == 3
+    loading = [line for line in short.split("{", 1)[0].splitlines() if not line.startswith("Training on")]
+    assert "vit.layers.0.attention" not in short and len(loading) == 3  # totals, then the two fresh head tensors
     assert cli("-v", *argv, "--max-steps", "1") == 0
     assert "vit.layers.0.attention" in capsys.readouterr().out  # the full table
 
@@ -324,3 +326,61 @@ def test_a_failed_finetune_push_is_one_line_naming_the_saved_model(tmp_path, mon
     assert error.startswith("error: ") and error.count("\n") == 1 and "Traceback" not in error
     assert f"hf-vit-port push {tmp_path / 'run'} test-user/tuned" in error
     assert (tmp_path / "run" / "model.safetensors").is_file()
+
+
+def test_a_stock_feature_extractor_is_not_given_a_random_head_by_predict(in21k_repo, photos, tmp_path, capsys):
+    """`--format stock` writes a ViTModel; loading it as a classifier would invent a random 2-label head."""
+    stock = tmp_path / "stock"
+    assert cli("convert", "--npz", in21k_repo.parent / "ViT-Ti_16.npz", "--out", stock, "--format", "stock") == 0
+    capsys.readouterr()
+    assert cli("predict", photos / "0.png", "--model", stock) == 2
+    assert "no classification head" in capsys.readouterr().err
+    assert cli("plot-attention", photos / "0.png", "--model", stock, "--output", tmp_path / "a.png") == 0
+
+
+def test_embed_a_dataset_by_name(in21k_repo, photos, tmp_path, monkeypatch, capsys):
+    """A `datasets` dataset (here built in memory where a Hub id would be downloaded): rows are SPLIT/INDEX."""
+    import datasets
+
+    import hf_vit_port_tools.data as data
+
+    files = [str(photos / f"{index}.png") for index in range(3)]
+    built = datasets.DatasetDict({"train": datasets.Dataset.from_dict({"img": files, "label": [0, 1, 0]})
+                                  .cast_column("img", datasets.Image())})
+    monkeypatch.setattr(data, "load_image_dataset", lambda spec, **kwargs: built if spec == "someone/photos" else None)
+    output = tmp_path / "dataset.parquet"
+    assert cli("embed", "someone/photos", "--model", in21k_repo, "--output", output, "--split", "train") == 0
+    table = pq.read_table(output)
+    assert table.column("path").to_pylist() == ["train/0", "train/1", "train/2"]
+    np.testing.assert_allclose(np.array(table.column("embedding").to_pylist()), pooled(in21k_repo, files), atol=1e-5)
+    assert cli("embed", "someone/photos", "--model", in21k_repo, "--output", output, "--split", "test") == 2
+    assert "--split test" in capsys.readouterr().err
+
+
+def test_the_input_checks_know_the_same_image_suffixes_as_the_loader():
+    from hf_vit_port.images import IMAGE_SUFFIXES
+    from hf_vit_port_tools.cli.checks import _IMAGE_SUFFIXES
+
+    assert _IMAGE_SUFFIXES == IMAGE_SUFFIXES
+
+
+def test_embed_skips_unreadable_images_with_a_message(in21k_repo, photos, tmp_path, capsys):
+    from test_training import write_bad_images
+
+    folder = tmp_path / "mixed"
+    bad = write_bad_images(folder)
+    Image.open(photos / "0.png").save(folder / "good.png")
+    output = tmp_path / "mixed.parquet"
+    assert cli("embed", folder, "--model", in21k_repo, "--output", output, "--num-workers", "3") == 0
+    assert pq.read_table(output).column("path").to_pylist() == [str(folder / "good.png")]
+    err = capsys.readouterr().err
+    assert all(f"skipped {path}" in err for path in bad.values())
+
+
+@pytest.mark.parametrize("argv, name", [(("plot-patches", "--output", "p.png"), "IMAGE"),
+                                        (("embed", "--model", "m", "--output", "f.parquet"), "FOLDER_OR_DATASET"),
+                                        (("synthetic",), "FILE.npz")])
+def test_a_missing_positional_argument_is_named(argv, name, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli(*argv)
+    assert exit_info.value.code == 2 and f"required: {name}" in capsys.readouterr().err

@@ -13,12 +13,16 @@ from pathlib import Path
 
 from ..options import (
     AttentionOptions,
+    DataOptions,
     DatasetOptions,
     EmbedOptions,
     EvaluateOptions,
+    FinetuneOptions,
     LabelMapOptions,
     PatchesOptions,
     PredictOptions,
+    ScratchOptions,
+    TrainingOptions,
 )
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -26,7 +30,7 @@ _URL_PREFIXES = ("http://", "https://")
 _IMAGEFOLDER = "imagefolder:"
 _IMAGE_SUFFIXES = frozenset(
     {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm", ".pgm", ".pbm", ".jfif"}
-)  # hf_vit_port.images.IMAGE_SUFFIXES, repeated so that this module stays free of PIL and numpy
+)  # hf_vit_port.images.IMAGE_SUFFIXES (a test keeps them equal): importing that module would import transformers
 
 
 def model_source(value: str, flag: str = "--model") -> None:
@@ -81,6 +85,15 @@ def evaluate(options: EvaluateOptions, dataset: DatasetOptions, label_map: Label
     model_source(options.model)
 
 
+def finetune(finetuning: FinetuneOptions, data: DataOptions, training: TrainingOptions) -> None:
+    dataset_source(data.dataset)
+    model_source(finetuning.model)
+
+
+def train_from_scratch(recipe: ScratchOptions, data: DataOptions, training: TrainingOptions) -> None:
+    dataset_source(data.dataset)
+
+
 def plot_attention(options: AttentionOptions) -> None:
     image_sources([options.image])
     model_source(options.model)
@@ -100,5 +113,8 @@ def embed(options: EmbedOptions) -> None:
     else:
         dataset_source(options.source, "SOURCE")
     model_source(options.model)
+    for flag, value in (("--batch-size", options.batch_size), ("--rows-per-part", options.rows_per_part)):
+        if value < 1:
+            raise ValueError(f"{flag} {value}: must be at least 1")
     if options.output.suffix != ".parquet":
         raise ValueError(f"--output {options.output}: name a .parquet file")

@@ -66,7 +66,8 @@ def _add(group: Any, spec: dataclasses.Field, hint: Any, default: Any) -> None:
     if meta.get("metavar"):
         kwargs["metavar"] = meta["metavar"]
     if meta.get("positional"):
-        kwargs.update(_value_kwargs(hint, meta), nargs=meta.get("nargs", "?"))
+        # A positional without a default is required: argparse says so by name, instead of passing None on.
+        kwargs.update(_value_kwargs(hint, meta), nargs=meta.get("nargs", None if default is dataclasses.MISSING else "?"))
         if default is not dataclasses.MISSING:
             kwargs["default"] = default
         group.add_argument(spec.name, **kwargs)

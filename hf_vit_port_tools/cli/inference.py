@@ -9,7 +9,7 @@ from hf_vit_port.processing import image_processor_for
 
 from ..inference.attention import attention_maps
 from ..inference.evaluate import evaluate_dataset
-from ..inference.models import load_model
+from ..inference.models import has_classification_head, load_model, no_head_error
 from ..inference.pictures import plot_attention as draw_attention
 from ..inference.pictures import plot_patches as draw_patches
 from ..inference.predict import format_prediction, label_words, predict_images
@@ -33,12 +33,8 @@ def evaluate(options: EvaluateOptions, dataset: DatasetOptions, label_map: Label
 
 def predict(options: PredictOptions) -> int:
     model = load_model(options.model)
-    if model.config.num_labels == 0:
-        raise ValueError(
-            f"--model {options.model} has no classification head (num_labels=0, e.g. an imagenet21k feature "
-            f"extractor), so there are no labels to predict; `hf-vit-port embed IMAGES --model {options.model} "
-            "--output FILE.parquet` writes its features, `plot-attention` shows where it looks"
-        )
+    if not has_classification_head(model.config):
+        raise no_head_error(options.model, "predict")
     processor = image_processor_for(options.model, model.config)
     max_pixels = options.max_pixels if options.max_pixels is not None else DEFAULT_MAX_PIXELS
     predictions, errors = predict_images(options.images, model, processor, top_k=options.top_k,
@@ -67,7 +63,7 @@ def plot_attention(options: AttentionOptions) -> int:
     pixels = processor(images=[image], return_tensors="pt")["pixel_values"]
     relevance, logits = attention_maps(model, pixels, head_fusion=options.head_fusion)
     title = ""
-    if logits is not None and logits.shape[-1] > 0:
+    if logits is not None and has_classification_head(model.config):
         probabilities = logits[0].float().softmax(-1)
         index = int(probabilities.argmax())
         title = f"{label_words(model.config.id2label, model.config.num_labels)[index]} ({probabilities[index]:.2f})"

@@ -8,7 +8,7 @@ import json
 from ..conversion.registry import CHECKPOINTS
 from ..options import ListOptions
 
-_COLUMNS = ("checkpoint", "release", "model", "size", "classes", "top-1", "repo name")
+_COLUMNS = ("checkpoint", "release", "model", "resolution", "classes", "top-1", "repo name")
 
 
 def list_checkpoints(options: ListOptions) -> int:

@@ -2,9 +2,10 @@
 
 Quiet means: transformers, huggingface_hub and datasets log errors only and show no progress bars ("Loading
 weights", "Writing model shards", "Downloading data" for a local folder), transformers' load report is not printed,
-and each Python warning is one `warning: ...` message without the source line, printed once. The switches are environment variables set before
-those libraries are imported (a command imports them after this runs), and their runtime setters where a library is
-already loaded (a test calling `main` in-process); `quiet_output` puts everything back when the command returns.
+and each Python warning is one `warning: ...` message without the source line, printed once. The libraries are
+set through their runtime setters once a command's module has imported them (and transformers' verbosity also
+through its environment variable, for what logs during that import); `quiet_output` puts everything back when the
+command returns.
 """
 
 from __future__ import annotations
@@ -16,10 +17,11 @@ import sys
 import warnings
 from collections.abc import Iterator
 
+# Only the switches read when they are used: the progress-bar ones would be frozen into huggingface_hub's and
+# datasets' constants at import and then refuse `-v` (or a later command in the same process) any bar at all, so
+# bars are turned off through the libraries' setters instead.
 _QUIET_ENVIRONMENT = {
     "TRANSFORMERS_VERBOSITY": "error",
-    "HF_HUB_DISABLE_PROGRESS_BARS": "1",
-    "HF_DATASETS_DISABLE_PROGRESS_BARS": "1",
     "TRANSFORMERS_NO_ADVISORY_WARNINGS": "1",
 }
 _LIBRARY_LOGGERS = ("transformers", "datasets", "huggingface_hub", "accelerate")

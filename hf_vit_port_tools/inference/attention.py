@@ -15,6 +15,8 @@ import torch
 
 from hf_vit_port.configuration_vit_port import to_pair
 
+from .models import has_classification_head
+
 HeadFusion = Literal["mean", "max", "min"]
 
 
@@ -76,14 +78,14 @@ def attention_maps(
             "Attention maps need the attention probabilities: load the model with attn_implementation='eager'."
         )
     model.eval()
-    headless = getattr(config, "num_labels", 1) == 0 and hasattr(model, "vit")
+    headless = not has_classification_head(config) and hasattr(model, "vit")
     outputs = (model.vit if headless else model)(pixel_values=pixel_values, output_attentions=True)
     if not outputs.attentions:
         raise ValueError("The model returned no attention maps.")
     rollout = attention_rollout(outputs.attentions, head_fusion=head_fusion)
     patch_h, patch_w = to_pair(config.patch_size)
     grid = (pixel_values.shape[-2] // patch_h, pixel_values.shape[-1] // patch_w)
-    relevance = patch_relevance(rollout, num_prefix_tokens=config.num_prefix_tokens, grid_size=grid)
+    relevance = patch_relevance(rollout, num_prefix_tokens=getattr(config, "num_prefix_tokens", 1), grid_size=grid)
     return relevance.to(torch.float32), None if headless else outputs.logits
 
 

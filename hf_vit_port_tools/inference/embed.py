@@ -13,6 +13,7 @@ import os
 import sys
 import uuid
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -185,9 +186,10 @@ def embed_images(options: EmbedOptions) -> EmbeddingRun:
     run = EmbeddingRun(already_done=len(rows.ids) - len(todo))
     max_pixels = options.max_pixels if options.max_pixels is not None else DEFAULT_MAX_PIXELS
     buffer: dict[str, list] = {PATH: [], EMBEDDING: [], CLS: []}
-    with _progress(len(mine), shown=rank == 0) as bar:
+    # Decoding is the CPU's share of the work; PIL releases the GIL while it decodes, so threads run in parallel.
+    with _progress(len(mine), shown=rank == 0) as bar, ThreadPoolExecutor(max(1, options.num_workers)) as pool:
         for start in range(0, len(mine), options.batch_size):
-            batch = _open_batch(rows, mine[start : start + options.batch_size], max_pixels, run.skipped)
+            batch = _open_batch(rows, mine[start : start + options.batch_size], max_pixels, run.skipped, pool)
             if batch:
                 pixels = processor(images=[image for _, image in batch], return_tensors="pt")["pixel_values"]
                 with torch.no_grad():
@@ -208,15 +210,19 @@ def embed_images(options: EmbedOptions) -> EmbeddingRun:
     return run
 
 
-def _open_batch(rows: ImageRows, positions: list[int], max_pixels: int, skipped: list[BadImageError]) -> list:
-    batch = []
-    for position in positions:
-        identifier = rows.ids[position]
+def _open_batch(rows: ImageRows, positions: list[int], max_pixels: int, skipped: list[BadImageError],
+                pool: ThreadPoolExecutor) -> list:
+    """(id, image) of the readable images at `positions`, in order; the others are added to `skipped`."""
+
+    def open_one(position: int) -> Any:
         try:
-            batch.append((identifier, open_image(rows.cell(position), name=identifier, max_pixels=max_pixels)))
+            return rows.ids[position], open_image(rows.cell(position), name=rows.ids[position], max_pixels=max_pixels)
         except BadImageError as error:
-            skipped.append(error)
-    return batch
+            return error
+
+    opened = list(pool.map(open_one, positions))
+    skipped += [item for item in opened if isinstance(item, BadImageError)]
+    return [item for item in opened if not isinstance(item, BadImageError)]
 
 
 def _flush(output: Path, rank: int, buffer: dict[str, list]) -> None:

@@ -26,7 +26,7 @@ from hf_vit_port.processing import image_processor_for
 from ..data import drop_bad_images, load_columns, with_transform
 from ..metrics import load_accuracy_topk
 from ..options import DatasetOptions, EvaluateOptions, LabelMapOptions
-from .models import load_model
+from .models import has_classification_head, load_model, no_head_error
 
 _GENERIC = re.compile(r"^(LABEL_)?\d+$")
 SPLIT_PREFERENCE = ("test", "validation", "valid", "val", "train")
@@ -229,8 +229,8 @@ def evaluate_dataset(
     feature = data.features[label_column]
     class_names = list(feature.names) if isinstance(feature, ClassLabel) else []
     model = load_model(options.model)
-    if model.config.num_labels == 0:
-        raise ValueError(f"--model {options.model} has no classification head (num_labels=0): nothing to evaluate")
+    if not has_classification_head(model.config):
+        raise no_head_error(options.model, "evaluate")
     processor = image_processor_for(options.model, model.config)
     mapping = label_mapping(class_names, model.config.id2label, dict(label_map.label_map) if label_map else None)
     transformed = with_transform(data, processor, image_column, label_column)

@@ -27,4 +27,20 @@ def load_model(source: str | os.PathLike, *, attn_implementation: str | None = N
         raise ValueError(f"--model {source}: {first}") from error
 
 
-__all__ = ["load_model"]
+def has_classification_head(config: Any) -> bool:
+    """Whether the checkpoint holds a trained head: labels, and saved as a classifier (a `ViTModel` repo loaded as a
+    classifier gets a random head, whose "predictions" would mean nothing)."""
+    architectures = getattr(config, "architectures", None) or []
+    saved_as_classifier = not architectures or any("ForImageClassification" in name for name in architectures)
+    return config.num_labels > 0 and saved_as_classifier
+
+
+def no_head_error(source: str | os.PathLike, what: str) -> ValueError:
+    return ValueError(
+        f"--model {source} has no classification head (num_labels=0, or saved as a base model: e.g. an imagenet21k "
+        f"feature extractor), so there is nothing to {what}; `hf-vit-port embed IMAGES --model {source} --output "
+        "FILE.parquet` writes its features, `plot-attention` shows where it looks"
+    )
+
+
+__all__ = ["has_classification_head", "load_model", "no_head_error"]
