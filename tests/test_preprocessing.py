@@ -72,6 +72,17 @@ def test_whole_output_equals_tensorflow(name):
     np.testing.assert_allclose(pixels[0].transpose(1, 2, 0), REFERENCE[f"{name}.224.full"], rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("shape", [(600, 512, 224, 224), (7, 5, 224, 3), (224, 224, 100, 300), (1, 1, 4, 4)])
+def test_default_resize_agrees_with_torch_bilinear_at_any_geometry(shape):
+    # Shrinking, growing, one pixel, non-square: the gather-and-lerp resize is the same bilinear as torch's.
+    height, width, out_height, out_width = shape
+    pixels = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    ours = ViTPortImageProcessor(size=(out_height, out_width), do_rescale=False, do_normalize=False)
+    expected = torch.nn.functional.interpolate(torch.from_numpy(pixels).permute(2, 0, 1)[None].float(),
+                                               size=(out_height, out_width), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(ours(pixels, return_tensors="pt").pixel_values, expected, rtol=0, atol=5e-3)
+
+
 def test_transformers_vit_processor_is_measurably_not_the_original():
     # Why the processor exists: PIL's antialiased bilinear filter moves edges far beyond float error.
     image = photo("grace_hopper")
