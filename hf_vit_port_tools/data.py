@@ -260,8 +260,10 @@ class ExampleTransform:
         image_augment: Callable | None = None,
         tensor_augment: Callable | None = None,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        jpeg_decoder: str = "pil",
     ):
         self.processor = processor
+        self.jpeg_decoder = jpeg_decoder
         self.image_column = image_column
         self.label_column = label_column
         self.image_augment = image_augment
@@ -269,7 +271,8 @@ class ExampleTransform:
         self.max_pixels = max_pixels
 
     def __call__(self, batch: dict[str, list]) -> dict[str, Any]:
-        images = [open_image(cell, max_pixels=self.max_pixels) for cell in batch[self.image_column]]
+        images = [open_image(cell, max_pixels=self.max_pixels, jpeg_decoder=self.jpeg_decoder)
+                  for cell in batch[self.image_column]]
         if self.image_augment is not None:
             images = [self.image_augment(image) for image in images]
         pixels = self.processor(images=images, return_tensors="pt")["pixel_values"]

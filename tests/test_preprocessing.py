@@ -330,3 +330,44 @@ def test_open_image_is_what_the_processor_takes_from_a_path():
     path = photo_path("logo2")
     torch.testing.assert_close(processor(str(path), return_tensors="pt").pixel_values,
                                processor(open_image(path), return_tensors="pt").pixel_values, rtol=0, atol=0)
+
+
+# --- TensorFlow's default JPEG decode, opt-in ------------------------------------------------------------------
+
+
+def test_tf_default_jpeg_decoder_is_tensorflows_decode_bit_for_bit():
+    path = photo_path("grace_hopper")
+    pixels = np.asarray(open_image(path, jpeg_decoder="tf-default"))
+    digest = hashlib.sha256(np.ascontiguousarray(pixels).tobytes()).hexdigest()
+    assert digest == REFERENCE["grace_hopper.tf_default_decode.rgb_sha256"].item()
+    rows, cols = REFERENCE["grace_hopper.tf_default_decode.rows"], REFERENCE["grace_hopper.tf_default_decode.cols"]
+    np.testing.assert_array_equal(pixels[rows, cols], REFERENCE["grace_hopper.tf_default_decode.values"])
+    accurate = np.asarray(open_image(path)).astype(int)
+    assert np.abs(accurate - pixels).max() > 0  # the default (PIL's accurate DCT) is another decode
+    with pytest.raises(ValueError, match="tf-default"):
+        open_image(path, jpeg_decoder="fast")
+
+
+def test_tf_default_jpeg_decoder_keeps_the_exif_orientation(tmp_path):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored rotated: shown turned 90 degrees
+    path = tmp_path / "rotated.jpg"
+    photo("chelsea").save(path, exif=exif.tobytes(), quality=90)
+    accurate, fast = open_image(path), open_image(path, jpeg_decoder="tf-default")
+    assert accurate.size == fast.size == (300, 451)
+    assert np.abs(np.asarray(accurate).astype(int) - np.asarray(fast)).mean() < 3
+
+
+def test_predict_command_with_the_tf_default_decoder(converted, capsys):
+    from test_training import cli
+
+    directory, path = converted / "classifier", photo_path("grace_hopper")
+    model = ViTPortForImageClassification.from_pretrained(directory).eval()
+    processor = make_image_processor(model.config)
+    with torch.no_grad():
+        best, accurate = (model(processor(open_image(path, jpeg_decoder=decoder), return_tensors="pt").pixel_values)
+                          .logits.softmax(-1).max().item() for decoder in ("tf-default", "pil"))
+    assert abs(best - accurate) > 2e-4  # the printed score tells the decoders apart
+    assert cli("predict", path, "--model", directory, "--top-k", "1", "--jpeg-decoder", "tf-default") == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert float(printed[1].split()[0]) == pytest.approx(best, abs=1e-4)
