@@ -147,7 +147,7 @@ def resize(batch: np.ndarray, size: dict[str, int], resample: str | int, antiali
     if mode == "bilinear" and not antialias:
         return _bilinear(batch, target)
     # (N, H, W, C) viewed as (N, C, H, W): channels-last memory, which interpolate handles fastest on CPU.
-    tensor = torch.from_numpy(batch).permute(0, 3, 1, 2).float()
+    tensor = torch.from_numpy(batch if batch.flags.writeable else batch.copy()).permute(0, 3, 1, 2).float()
     extra = {} if mode == "nearest-exact" else {"align_corners": False, "antialias": antialias}
     resized = torch.nn.functional.interpolate(tensor, size=target, mode=mode, **extra)
     return resized.permute(0, 2, 3, 1).numpy()
