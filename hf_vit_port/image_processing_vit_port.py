@@ -136,8 +136,9 @@ class ViTPortImageProcessor(BaseImageProcessor):
 
 
 def resize(batch: np.ndarray, size: dict[str, int], resample: str | int, antialias: bool) -> np.ndarray:
-    """(N, H, W, C) pixels (any dtype) resized to `size` as tf.image.resize does (half-pixel centres): float32
-    (N, height, width, C)."""
+    """(N, H, W, C) pixels (any dtype) resized to `size`, float32 (N, height, width, C). Bilinear without
+    antialiasing is tf.image.resize's arithmetic; the other filters are torch's `interpolate` (half-pixel centres;
+    its bicubic uses a = -0.75, where TensorFlow and PIL use -0.5)."""
     target = (size["height"], size["width"])
     mode = RESAMPLE_MODES[resample_name(resample)]
     if mode == "nearest-exact" and antialias:
@@ -164,7 +165,7 @@ def _bilinear(batch: np.ndarray, target: tuple[int, int]) -> np.ndarray:
     left, right, x_lerp = _source_positions(width, target[1])
     # Columns and channels as one axis, so that every step runs over contiguous memory.
     rows = batch.reshape(count, height, width * channels)
-    left, right = (np.add.outer(left * channels, np.arange(channels)).ravel() for left in (left, right))
+    left, right = (np.add.outer(columns * channels, np.arange(channels)).ravel() for columns in (left, right))
     x_lerp, y_lerp = np.repeat(x_lerp, channels), y_lerp.reshape(1, -1, 1)
     upper, lower = rows[:, top], rows[:, bottom]
     upper_row, lower_row = upper[:, :, left].astype(np.float32), lower[:, :, left].astype(np.float32)
