@@ -193,6 +193,22 @@ def reference_logits(directory: Path, name: str = "grace_hopper") -> torch.Tenso
         return model(torch.from_numpy(REFERENCE[f"{name}.224.full"]).permute(2, 0, 1)[None]).logits[0]
 
 
+REGISTERED = ("from transformers.models.auto.image_processing_auto import IMAGE_PROCESSOR_MAPPING\n"
+              "print(IMAGE_PROCESSOR_MAPPING[hf_vit_port.ViTPortConfig]['pil'].__name__)\n")
+
+
+@pytest.mark.parametrize("script", [
+    # `import hf_vit_port` stays light: the processor is registered when transformers imports AutoImageProcessor.
+    "import sys, hf_vit_port\nprint('transformers.image_processing_utils' in sys.modules)\n"
+    "from transformers import AutoImageProcessor\n" + REGISTERED,
+    "from transformers import AutoImageProcessor\nimport hf_vit_port\nprint(False)\n" + REGISTERED,
+], ids=["package first", "transformers first"])
+def test_registered_with_auto_image_processor_whichever_is_imported_first(script):
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["False", "ViTPortImageProcessor"]
+
+
 def test_converted_repo_carries_the_processor_and_its_code(converted):
     directory = converted / "classifier"
     assert type(AutoImageProcessor.from_pretrained(directory)) is ViTPortImageProcessor
