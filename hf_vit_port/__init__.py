@@ -29,6 +29,8 @@ if TYPE_CHECKING:
     from .modeling_vit_port import ViTPortForImageClassification, ViTPortModel, ViTPortPreTrainedModel
 
 _MODELS = ("ViTPortModel", "ViTPortForImageClassification", "ViTPortPreTrainedModel")
+# What is imported on first use, and from where.
+_LAZY = {**dict.fromkeys(_MODELS, ".modeling_vit_port"), "ViTPortImageProcessor": ".image_processing_vit_port"}
 _AUTO_IMAGE_PROCESSING = "transformers.models.auto.image_processing_auto"
 
 
@@ -88,12 +90,8 @@ elif not any(isinstance(finder, _RegisterWhenImported) for finder in sys.meta_pa
 
 
 def __getattr__(name: str) -> Any:
-    if name in _MODELS:
-        value = getattr(importlib.import_module(".modeling_vit_port", __name__), name)
-        globals()[name] = value
-        return value
-    if name == "ViTPortImageProcessor":
-        value = importlib.import_module(".image_processing_vit_port", __name__).ViTPortImageProcessor
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
         globals()[name] = value
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
