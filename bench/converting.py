@@ -36,8 +36,13 @@ save_file(arrays, sys.argv[2])
 """
 
 
-# side -> (figure name part, label, time target against the minimal converter)
-SIDES = {"ours": ("noverify", "ours --no-verify", "<= 1.5"), "verified": ("verified", "ours verified", "<= 3.0")}
+# side -> (figure name part, label, time target against the minimal converter, peak RSS target against the file)
+SIDES = {
+    "ours": ("noverify", "ours --no-verify", "<= 1.25", "<= 1.3"),
+    "verified": ("verified", "ours verified", "<= 2.5", "<= 2.0"),
+}
+# On L/16 the interpreter's own ~0.4 GB weighs less, so the verified conversion is held to a tighter bound.
+LARGE_VERIFIED_RSS_TARGET = "<= 1.5"
 
 
 def default_work_dir() -> Path:
@@ -133,7 +138,9 @@ def add_figures(report: Report, results: dict[str, list[dict]], tag: str, size_m
 
     minimal_peak = max(r["peak_mib"] for r in results["minimal"])
     for side in [side for side in SIDES if side in results]:
-        kind, label, target = SIDES[side]
+        kind, label, target, rss_target = SIDES[side]
+        if side == "verified" and tag.startswith(("l", "h")):
+            rss_target = LARGE_VERIFIED_RSS_TARGET
         failures = [r for r in results[side] if r["returncode"]]
         failed = (
             f"FAILED in {len(failures)} of {repeats} runs (exit {failures[0]['returncode']}: "
@@ -148,7 +155,7 @@ def add_figures(report: Report, results: dict[str, list[dict]], tag: str, size_m
         peak = max(r["peak_mib"] for r in results[side])
         report.add(Figure(
             f"convert_{kind}_peak_rss_{tag}", label, peak, "file size", size_mib, "MiB", peak / size_mib,
-            "<= 2.2", aim="<= 1.2", note=f"minimal converter peak {minimal_peak:.0f} MiB",
+            rss_target, note=f"minimal converter peak {minimal_peak:.0f} MiB",
         ))
 
 

@@ -1,6 +1,6 @@
 """Run every benchmark, one fresh process each, and (re)write bench/RESULTS.md with the figures against their targets.
 
-    python bench/run_all.py                  # the full configuration (about 20-25 minutes on 2 cores)
+    python bench/run_all.py                  # the full configuration (about 10 minutes on 2 cores)
     python bench/run_all.py --tiny --output /tmp/RESULTS.md   # seconds; the smoke test's configuration
 """
 
@@ -33,6 +33,7 @@ def scripts(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
         ("loading", ["loading.py", *tiny, *work]),
         ("preprocessing", ["preprocessing.py", *tiny]),
         ("gpu", ["gpu.py", *tiny] + (["--device", "cpu"] if args.tiny else [])),
+        ("startup", ["startup.py"] + (["--tiny"] if args.tiny else [])),
     ]
 
 

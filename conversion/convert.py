@@ -60,6 +60,26 @@ def sha256_of(path: Path, chunk_size: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+def _adaptations(source: NpzSource, overrides: dict[str, Any], resample: str) -> list[str]:
+    """What the repo changes relative to the file, in words (for the card)."""
+    fields = source.architecture()
+    changes = []
+    for key, value in sorted(overrides.items()):
+        if key in ("id2label", "label2id"):
+            continue
+        old = fields.get(key)
+        if key == "image_size":
+            changes.append(f"image size {_px(old)} -> {_px(value)}, position embeddings resampled ({resample})")
+        elif old != value:
+            changes.append(f"{key} {old} -> {value}")
+    return changes
+
+
+def _px(size: Any) -> str:
+    height, width = (size, size) if isinstance(size, int) else tuple(size)
+    return f"{height} px" if height == width else f"{height}x{width} px"
+
+
 def convert(
     npz_path: str | Path,
     output_dir: str | Path,
@@ -101,7 +121,8 @@ def convert(
             stock_image_processor(config).save_pretrained(staging)
         provenance = {"file": npz_path.name, "sha256": digest.result(), "size": npz_path.stat().st_size}
         card = converted_model_card(config=config, repo_id=repo_id, source=provenance, checkpoint=checkpoint,
-                                    verification=None if verification is None else verification.as_dict(), fmt=fmt)
+                                    verification=None if verification is None else verification.as_dict(), fmt=fmt,
+                                    name=output_dir.name, adaptations=_adaptations(source, overrides, resample))
         card.save(staging / "README.md")
         publish(staging, target, overwrite)
     notes = list(summary.notes)

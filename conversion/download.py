@@ -423,9 +423,9 @@ def _not_found(checkpoint: OfficialCheckpoint, url: str) -> DownloadError:
 def _interrupted(checkpoint: OfficialCheckpoint, url: str, partial: Path, reason: str) -> DownloadError:
     size = _size_of(partial)
     kept = (
-        f"{size} bytes are kept in {partial}; call download_checkpoint again to resume from there."
+        f"{size} bytes are kept in {partial}; run the same command again to resume from there."
         if size
-        else "Nothing was written; call download_checkpoint again to retry."
+        else "Nothing was written; run the same command again to retry."
     )
     return DownloadError(
         f"Downloading checkpoint {checkpoint.name!r} from {url} failed: {reason}. {kept}",

@@ -1,5 +1,6 @@
 """Configuration of the faithful ViT port: every architectural choice of Google's original Vision Transformer."""
 
+import functools
 import logging
 from typing import Any, Literal
 
@@ -26,6 +27,15 @@ _HANDLED_BY_TRANSFORMERS = frozenset(
      "_attn_implementation_autoset", "tie_last_hidden_states"}
 )
 POSITION_INTERPOLATIONS = ("official", "bilinear", "bicubic")
+
+
+@functools.cache
+def _transformers_config_fields() -> frozenset[str]:
+    """Every field transformers itself gives a configuration or a generation configuration (e.g. the `use_cache`
+    the Trainer writes): known to this version, whatever a model of ours does with it."""
+    from transformers import GenerationConfig
+
+    return frozenset(PretrainedConfig().to_dict()) | frozenset(GenerationConfig().to_dict())
 # Far above any ViT ever trained (ViT-22B: width 6144, 48 layers, MLP 24576), and far below what would make a config
 # file (or the header of an .npz array) allocate or loop for minutes before failing.
 SIZE_LIMITS = {
@@ -133,7 +143,7 @@ class ViTPortConfig(PretrainedConfig):
     initializer_range: float = 0.02
 
     def __post_init__(self, **kwargs: Any) -> None:
-        unknown = sorted(set(kwargs) - _HANDLED_BY_TRANSFORMERS)
+        unknown = sorted(set(kwargs) - _HANDLED_BY_TRANSFORMERS - _transformers_config_fields())
         if unknown:
             logger.warning(
                 "ViTPortConfig: unknown fields %s (written by a newer hf-vit-port?) are kept but not used by this version.",

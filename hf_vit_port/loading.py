@@ -225,7 +225,7 @@ def target_config(source: CheckpointSource, *, keep_zero_head: bool = False, **o
     if not keep_zero_head and not labels_given and source.head_is_zero():
         message = (
             f"{Path(source.name).name}: the classification head is all zeros (a 2020 ImageNet-21k release); the "
-            f"model is built as a feature extractor without it. Pass keep_zero_head=True to keep that head."
+            f"model is built as a feature extractor without it (--keep-zero-head, keep_zero_head=True, keeps it)."
         )
         warnings.warn(message, stacklevel=3)
         notes.append(message)

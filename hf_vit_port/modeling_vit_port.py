@@ -349,6 +349,17 @@ class ViTPortModel(ViTPortPreTrainedModel):
         return BaseModelOutputWithPooling(last_hidden_state=last_hidden_state, pooler_output=self.pool(last_hidden_state))
 
 
+class NoClassificationHead(nn.Module):
+    """The head of a model built without one (`num_labels=0`, e.g. the all-zero head of the 2020 imagenet21k files):
+    asking it for logits is a mistake to report, not a reason to hand back features under the name of logits."""
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        raise ValueError(
+            "This model has no classification head (num_labels=0): it is a feature extractor. Use "
+            "pipeline('image-feature-extraction', pool=True), ViTPortModel's pooler_output, or `hf-vit-port embed`."
+        )
+
+
 class ViTPortForImageClassification(ViTPortPreTrainedModel):
     """The encoder with the original head: pooled features -> pre-logits (if configured) -> linear classifier."""
 
@@ -358,7 +369,7 @@ class ViTPortForImageClassification(ViTPortPreTrainedModel):
         self.vit = ViTPortModel(config)
         # The original zero-initialises the head.
         self.classifier = (
-            tagged(nn.Linear(config.pooled_size, config.num_labels), "zeros") if config.num_labels > 0 else nn.Identity()
+            tagged(nn.Linear(config.pooled_size, config.num_labels), "zeros") if config.num_labels > 0 else NoClassificationHead()
         )
         self.post_init()
 
@@ -397,7 +408,8 @@ class ViTPortForImageClassification(ViTPortPreTrainedModel):
         if labels is not None:
             if self.config.num_labels == 0:
                 raise ValueError("This model has no classification head (num_labels=0), so it cannot compute a loss.")
-            loss = self.loss_function(labels, logits, self.config)
+            # `num_items_in_batch` (from the Trainer) makes the loss a mean over the whole accumulated, all-process batch.
+            loss = self.loss_function(labels, logits, self.config, **kwargs)
         return ImageClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
@@ -407,4 +419,4 @@ ViTPortConfig.register_for_auto_class()
 ViTPortModel.register_for_auto_class("AutoModel")
 ViTPortForImageClassification.register_for_auto_class("AutoModelForImageClassification")
 
-__all__ = ["ViTPortModel", "ViTPortForImageClassification", "ViTPortPreTrainedModel"]
+__all__ = ["NoClassificationHead", "ViTPortModel", "ViTPortForImageClassification", "ViTPortPreTrainedModel"]

@@ -5,13 +5,18 @@ original pre-logits layer, so an ImageNet-21k checkpoint maps onto `ViTModel` wi
 Stock `ViTForImageClassification` has no pooler, so only checkpoints without pre-logits map onto it.
 """
 
+from __future__ import annotations
+
 from collections.abc import Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from transformers import PretrainedConfig, ViTConfig
+from transformers import PretrainedConfig
 
 from .configuration_vit_port import ViTPortConfig, to_pair
+
+if TYPE_CHECKING:
+    from transformers import ViTConfig
 
 _LAYER_RENAMES = {
     "norm1.": "layernorm_before.",
@@ -22,6 +27,10 @@ _LAYER_RENAMES = {
 
 def stock_config(config: ViTPortConfig, *, for_classification: bool) -> ViTConfig:
     """A `ViTConfig` computing exactly what `config` does (tanh-GELU, eps 1e-6, the pre-logits as pooler)."""
+    # Imported here: transformers' ViT package means importing `transformers.models`, whose folder scan an
+    # unverified vit_port conversion should not pay for.
+    from transformers import ViTConfig
+
     if config.classifier != "token":
         raise ValueError("transformers' ViT pools the CLS token only; a 'gap' model has no stock equivalent.")
     if for_classification and config.representation_size is not None:

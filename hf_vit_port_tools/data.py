@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -248,7 +248,8 @@ class ExampleTransform:
     The on-the-fly transform of a batch of dataset rows: open each image (converted to RGB, see `open_image`),
     optionally augment the PIL image, run the checkpoint's image processor (resize, rescale, normalise), optionally
     augment the pixel tensor, and return `pixel_values` and `labels`. Module-level and picklable, so DataLoader
-    workers can use it.
+    workers can use it. `randomness(index)` gives the generator the augmentations of the row at `index` draw from
+    (see `IndexedSplit`); without it they draw from torch's global generator.
     """
 
     def __init__(
@@ -259,6 +260,7 @@ class ExampleTransform:
         *,
         image_augment: Callable | None = None,
         tensor_augment: Callable | None = None,
+        randomness: Callable[[int], torch.Generator] | None = None,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
         jpeg_decoder: str = "pil",
     ):
@@ -268,20 +270,45 @@ class ExampleTransform:
         self.label_column = label_column
         self.image_augment = image_augment
         self.tensor_augment = tensor_augment
+        self.randomness = randomness
         self.max_pixels = max_pixels
 
-    def __call__(self, batch: dict[str, list]) -> dict[str, Any]:
+    def __call__(self, batch: dict[str, list], indices: Sequence[int] | None = None) -> dict[str, Any]:
         images = [open_image(cell, max_pixels=self.max_pixels, jpeg_decoder=self.jpeg_decoder)
                   for cell in batch[self.image_column]]
+        generators = [None] * len(images)
+        if self.randomness is not None and indices is not None:
+            generators = [self.randomness(index) for index in indices]
         if self.image_augment is not None:
-            images = [self.image_augment(image) for image in images]
+            images = [self.image_augment(image, generator) for image, generator in zip(images, generators)]
         pixels = self.processor(images=images, return_tensors="pt")["pixel_values"]
         if self.tensor_augment is not None:
-            pixels = torch.stack([self.tensor_augment(p) for p in pixels])
+            pixels = torch.stack([self.tensor_augment(p, generator) for p, generator in zip(pixels, generators)])
         out: dict[str, Any] = {"pixel_values": pixels}
         if self.label_column is not None and self.label_column in batch:
             out["labels"] = torch.as_tensor(batch[self.label_column], dtype=torch.long)
         return out
+
+
+class IndexedSplit(torch.utils.data.Dataset):
+    """
+    Rows of a dataset transformed with their indices known, so that each example's augmentation can be a function
+    of its index (a `datasets` transform only sees the rows). Batches are fetched whole (`__getitems__`).
+    """
+
+    def __init__(self, rows: Dataset, transform: ExampleTransform):
+        self.rows = undecoded(rows, transform.image_column)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitems__(self, indices: list[int]) -> list[dict[str, Any]]:
+        out = self.transform(self.rows[list(indices)], indices)
+        return [{key: value[i] for key, value in out.items()} for i in range(len(indices))]
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        return self.__getitems__([index])[0]
 
 
 def with_transform(
@@ -329,6 +356,7 @@ __all__ = [
     "IMAGEFOLDER_PREFIX",
     "ExampleTransform",
     "ImageClassificationData",
+    "IndexedSplit",
     "channel_statistics",
     "detect_columns",
     "drop_bad_images",

@@ -17,6 +17,7 @@ Format = Literal["vit_port", "stock"]
 ResampleMode = Literal["official", "bilinear", "bicubic"]
 FORMATS: tuple[str, ...] = get_args(Format)
 DEFAULT_SCRATCH_DATASET = "uoft-cs/cifar100"
+BestModelMetric = Literal["accuracy", "top5_accuracy", "loss"]
 
 
 def option(default: Any = None, help: str = "", **metadata: Any) -> Any:  # noqa: A002 (argparse's word)
@@ -49,6 +50,14 @@ def parse_setting(text: str) -> tuple[str, Any]:
         return key, json.loads(value)
     except json.JSONDecodeError:
         return key, value
+
+
+def parse_pair(text: str) -> tuple[str, str]:
+    """`NAME=OTHER`, both kept as text."""
+    key, separator, value = text.partition("=")
+    if not separator or not key or not value:
+        raise ValueError(f"expected NAME=OTHER, got {text!r}")
+    return key, value
 
 
 def default_num_workers() -> int:
@@ -138,9 +147,28 @@ class BatchOptions:
 
 
 @dataclass(kw_only=True)
+class ListOptions:
+    release: str | None = option(None, "only this release: imagenet21k, imagenet21k+imagenet2012 or augreg")
+    json: bool = option(False, "print the entries as JSON (every field of the registry)")
+
+
+@dataclass(kw_only=True)
 class DemoOptions:
     variant: str = option("Ti/16", "preset variant, e.g. Ti/16, B/16")
     image_size: int = option(224, "input resolution")
+    out: Path | None = option(None, "keep the .npz and the converted repo in this directory (default: thrown away)")
+
+
+@dataclass(kw_only=True)
+class SyntheticOptions:
+    """A checkpoint of random weights in Google's official .npz layout (for trying the tools offline)."""
+
+    output: Path = required("the .npz file to write", positional=True)
+    variant: str = option("Ti/16", "preset variant, e.g. Ti/16, B/16")
+    release: str = option("imagenet21k+imagenet2012", "whose layout and head: imagenet21k (pre-logits, all-zero "
+                          "head, as the 2020 files), imagenet21k+imagenet2012, augreg, augreg+imagenet2012")
+    image_size: int | None = option(None, "input resolution (default: the release's)")
+    seed: int = option(0, "random seed of the weights")
 
 
 # -- data, training ------------------------------------------------------------------------------------------------
@@ -199,27 +227,46 @@ class TrainingOptions:
         512, "training examples scored at each evaluation for the train-accuracy curve, 0 for none"
     )
     gradient_checkpointing: bool = option(False, "trade compute for memory")
-    resume: bool = option(False, "continue from the last checkpoint in --output")
+    torch_compile: bool = option(False, "compile the model with torch.compile (TrainingArguments.torch_compile)")
+    metric_for_best_model: BestModelMetric = option(
+        "accuracy", "validation score that picks the best checkpoint (loss: lower is better)"
+    )
+    resume_from_checkpoint: str | None = option(
+        None, "continue from this checkpoint-* directory, or from the latest in --output with 'last' (--resume alone)",
+        aliases=("--resume",), nargs="?", const="last", metavar="PATH|last",
+    )
+    eval_only: bool = option(False, "only evaluate the model as loaded on the validation (and test) split; no training")
     push_to_hub: str | None = option(None, "upload the final repo to the Hub (one commit)", metavar="ORG/NAME")
     hub_private: bool = option(False, "with --push-to-hub: create the repo private", flag="--private")
     report_to: str = option("none", "Trainer integrations: none, tensorboard, wandb, ...")
     disable_tqdm: bool | None = option(None, "", cli=False)
-    extra_arguments: dict[str, Any] = option(dict, "", cli=False)  # passed to TrainingArguments as they are
+    extra_arguments: dict[str, Any] = option(
+        dict, "any transformers TrainingArguments field, passed as it is (repeatable), e.g. --training-arg "
+        "dataloader_drop_last=true", flag="--training-arg", metavar="KEY=VALUE", parse=parse_setting, repeat=True,
+    )
 
 
 @dataclass(kw_only=True)
-class FinetuneOptions:
-    """The checkpoint fine-tuned and how."""
+class AugmentationOptions:
+    """Switches for a recipe's training augmentation (evaluation images are never augmented)."""
+
+    augment: bool = option(True, "train without any augmentation", flag="--no-augment")
+    flip: bool = option(True, "no random horizontal flips (for data whose orientation matters: digits, text)",
+                        flag="--no-flip")
+
+
+@dataclass(kw_only=True)
+class FinetuneOptions(AugmentationOptions):
+    """The checkpoint fine-tuned and how; its augmentation is a random resized crop and a flip."""
 
     model: str = required("ORG/NAME on the Hub, a saved model directory, or a .npz file")
     image_size: int | None = option(None, "fine-tune at this resolution (position embeddings resampled)")
     linear_probe: bool = option(False, "train the classification head only", aliases=("--freeze-backbone",))
-    augment: bool = option(True, "no random crops or flips", flag="--no-augment")
     crop_scale_min: float = option(0.08, "smallest area share of the random resized crop")
 
 
 @dataclass(kw_only=True)
-class ScratchOptions:
+class ScratchOptions(AugmentationOptions):
     """
     Architecture and augmentation of a ViT trained from scratch. The defaults are the Keras "Image classification
     with Vision Transformer" example's CIFAR-100 recipe: 72 px inputs, 6 px patches, width 64, 8 blocks of 4 heads,
@@ -272,11 +319,34 @@ class EvaluateOptions:
     batch_size: int = option(64, "batch size")
     num_workers: int = option(0, "DataLoader workers")
     top_k: int = option(5, "k of top-k accuracy")
-    max_samples: int | None = option(None, "evaluate the first N examples only")
+    max_samples: int | None = option(None, "evaluate N examples only, drawn across the classes in proportion (fixed seed)")
     output: Path | None = option(None, "also write the report as JSON to this file")
     jpeg_decoder: Literal["pil", "tf-default"] = option(
         "pil", "JPEG decoding: pil (accurate DCT) or tf-default (TensorFlow's default fast DCT, as the original "
         "pipelines decoded; needs the jpeg extra)")
+
+
+@dataclass(kw_only=True)
+class LabelMapOptions:
+    """How the dataset's class names meet the model's labels."""
+
+    label_map: list[tuple[str, str]] = option(
+        list, "dataset class DATASET_NAME is the model's label MODEL_LABEL (repeatable)", flag="--label-map",
+        metavar="DATASET_NAME=MODEL_LABEL", parse=parse_pair, repeat=True,
+    )
+
+
+@dataclass(kw_only=True)
+class EmbedOptions:
+    source: str = required("a folder of images, imagefolder:DIR, or a Hub dataset id", positional=True)
+    model: str = required("ORG/NAME, a saved model directory, or a .npz file")
+    output: Path = required("the .parquet file to write: one row per image (path, embedding[, cls])")
+    split: str | None = option(None, "with a dataset: the split to embed (default: every split)")
+    image_column: str | None = option(None, "with a dataset: the image column (default: detected)")
+    cls_token: bool = option(False, "also store the final CLS token (before the pre-logits layer)")
+    batch_size: int = option(64, "images per forward pass")
+    rows_per_part: int = option(4096, "rows per part file written along the way (what a resumed run keeps)")
+    max_pixels: int | None = option(None, "refuse images with more pixels (default: PIL's 89,478,485)")
 
 
 @dataclass(kw_only=True)

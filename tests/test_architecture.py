@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,3 +82,49 @@ def test_python_dash_m_conversion_is_the_command_from_a_checkout():
     result = subprocess.run([sys.executable, "-m", "conversion", "list"], cwd=ROOT, capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0 and "imagenet21k/ViT-B_16" in result.stdout, result.stderr
+
+
+def test_import_registers_with_the_auto_classes_only_when_transformers_loads_them():
+    # Importing transformers.models.auto scans every model folder transformers ships: `import hf_vit_port` must not
+    # pay for it, yet vit_port must be registered the moment the Auto classes exist.
+    code = (
+        "import sys, hf_vit_port\n"
+        "assert 'transformers.models.auto' not in sys.modules, 'auto imported early'\n"
+        "from transformers import AutoConfig, AutoModel\n"
+        "assert AutoConfig.for_model('vit_port').model_type == 'vit_port'\n"
+        "assert AutoModel._model_mapping[hf_vit_port.ViTPortConfig].__name__ == 'ViTPortModel'\n"
+    )
+    result = run_elsewhere(code)
+    assert result.returncode == 0, result.stderr
+
+
+def test_import_after_the_auto_classes_registers_at_once():
+    code = (
+        "from transformers import AutoConfig, AutoModelForImageClassification\n"
+        "import hf_vit_port\n"
+        "assert AutoConfig.for_model('vit_port').model_type == 'vit_port'\n"
+        "model = AutoModelForImageClassification._model_mapping[hf_vit_port.ViTPortConfig]\n"
+        "assert model.__name__ == 'ViTPortForImageClassification'\n"
+    )
+    result = run_elsewhere(code)
+    assert result.returncode == 0, result.stderr
+
+
+def test_an_unverified_conversion_loads_no_model_or_image_stack(tmp_path):
+    # --no-verify reads the .npz and writes files: transformers' model folders (a scan of every one), its modeling
+    # and image-processing stacks are start-up time and memory it has no use for.
+    from npz_factory import make_official_params
+
+    np.savez(tmp_path / "tiny.npz", **make_official_params())
+    code = (
+        "import sys\n"
+        "from hf_vit_port_tools.cli import main\n"
+        f"code = main(['convert', '--npz', {str(tmp_path / 'tiny.npz')!r}, '--out', {str(tmp_path / 'out')!r},"
+        " '--no-verify'])\n"
+        "heavy = [m for m in sys.modules if m.startswith(('transformers.models', 'transformers.modeling_utils',"
+        " 'transformers.image_processing'))]\n"
+        "assert code == 0 and not heavy, (code, heavy[:5])\n"
+    )
+    result = run_elsewhere(code)
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "out" / "preprocessor_config.json").exists()

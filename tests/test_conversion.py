@@ -84,7 +84,8 @@ def test_card_records_source_sha256_and_measured_difference(tmp_path, in1k_file)
     assert digest in card.text or digest in str(card.data.to_dict())
     assert f"{result.verification.max_abs_diff_logits:.2e}" in card.text
     data = card.data.to_dict()
-    assert data["license"] == "apache-2.0" and data["pipeline_tag"] == "image-classification"
+    # A file outside the registry: its origin, and so its license, is not claimed.
+    assert data["license"] == "other" and data["pipeline_tag"] == "image-classification"
 
 
 def test_in21k_zero_head_file_becomes_a_feature_extractor(tmp_path):

@@ -276,7 +276,7 @@ def test_server_errors_are_retried(bucket, checkpoint, data, tmp_path):
 def test_persistent_server_errors_give_up_with_a_resumable_message(bucket, checkpoint, tmp_path):
     bucket.fail_with = [500] * 3
 
-    with pytest.raises(DownloadError, match="HTTP 500.*call download_checkpoint again"):
+    with pytest.raises(DownloadError, match="HTTP 500.*run the same command again"):
         fetch(checkpoint, bucket, tmp_path, retries=2)
     assert len(bucket.served) == 3
 

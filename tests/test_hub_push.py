@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -149,7 +150,9 @@ def test_dropped_connection_mid_upload_is_retried(hub, hf_home, converted):
 
 def test_invalid_card_is_refused_before_anything_is_pushed(hub, hf_home, converted):
     readme = converted / "README.md"
-    readme.write_text(readme.read_text().replace("license: apache-2.0", "license: not-a-license"))
+    card, count = re.subn(r"(?m)^license: .*$", "license: not-a-license", readme.read_text(), count=1)
+    assert count == 1
+    readme.write_text(card)
     with pytest.raises(PushError, match="invalid metadata"):
         push_repo(converted, REPO)
     assert not hub.repo_exists(REPO)

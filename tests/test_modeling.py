@@ -48,10 +48,11 @@ def test_gap_classifier_has_no_cls_token_and_averages_tokens():
 
 def test_features_only_model_has_no_head():
     model = randomised(ViTPortForImageClassification(tiny_config(num_labels=0, representation_size=24)))
-    assert isinstance(model.classifier, torch.nn.Identity)
-    assert model(images()).logits.shape == (2, 24)
-    with pytest.raises(ValueError, match="no classification head"):
-        model(images(), labels=torch.tensor([0, 1]))
+    # Features come from the encoder; asking for logits says there is no head (and where the features are).
+    assert model.forward_head(model.vit.forward_features(images()), pre_logits=True).shape == (2, 24)
+    for call in (lambda: model(images()), lambda: model(images(), labels=torch.tensor([0, 1]))):
+        with pytest.raises(ValueError, match="no classification head.*image-feature-extraction"):
+            call()
 
 
 def test_forward_head_split_matches_forward():

@@ -77,6 +77,18 @@ def test_evaluate_equals_a_hand_computation(tmp_path, classifier, capsys):
     assert "confusion matrix" in printed and "per-class accuracy" in printed
 
 
+def test_evaluate_max_samples_draws_across_the_classes(tmp_path, classifier):
+    """A folder is listed class by class: the first 16 of 48 files would be two classes of eight."""
+    data_dir = make_colour_folder(tmp_path / "data", classes=CLASSES, per_class=6)
+    reports = []
+    for name in ("a.json", "b.json"):
+        argv = ["evaluate", "--model", classifier, "--dataset", f"imagefolder:{data_dir}", "--max-samples", "16"]
+        assert cli(*argv, "--output", tmp_path / name) == 0
+        reports.append(json.loads((tmp_path / name).read_text()))
+    assert reports[0]["num_examples"] == 16 and reports[0]["support"] == {name: 2 for name in CLASSES}
+    assert reports[0] == reports[1]  # the same sample every time
+
+
 def test_compute_report_handles_models_with_more_classes():
     from hf_vit_port_tools.inference.evaluate import compute_report, label_mapping
 

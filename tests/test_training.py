@@ -5,6 +5,7 @@ files; they are plain functions, not fixtures, so importing them does not duplic
 """
 
 import json
+import shutil
 import struct
 import zlib
 from pathlib import Path
@@ -252,32 +253,58 @@ def test_finetuning_learns_and_writes_a_hub_ready_repo(tmp_path):
         assert curves.format == "PNG" and curves.size == CURVES_SIZE
 
 
-def test_resume_continues_from_the_saved_step(tmp_path, capsys):
+def test_resume_with_augmentation_is_exact(tmp_path, capsys):
+    """Interrupted after step 3 (mid-epoch) and resumed, a run with random crops and flips ends with the same weights
+    and losses as the same run made straight through: augmentation draws depend on (seed, epoch, example) only."""
+    from safetensors.torch import load_file
+
     from hf_vit_port_tools.training import prepare_finetuning, run_training
 
-    data = prepare_data(data_options(make_colour_folder(tmp_path / "colours", per_class=20)), seed=0)
-    base = save_tiny_repo(tmp_path / "base")
-    output = tmp_path / "run"
-    common = dict(
-        eval_strategy="steps", eval_steps=2, logging_steps=1, batch_size=8, train_eval_samples=0, save_total_limit=None
-    )
-
-    model = FinetuneOptions(model=str(base))
+    data = prepare_data(data_options(make_colour_folder(tmp_path / "colours", per_class=12)), seed=0)
+    assert len(data.train) == 32  # 4 steps of 8 per epoch: the resumed part crosses into the second epoch
+    model = FinetuneOptions(model=str(save_tiny_repo(tmp_path / "base")), crop_scale_min=0.3)
+    assert model.augment and model.flip
     unused = DataOptions(dataset="unused")
-    first_run = prepare_finetuning(model, unused, training_options(output, max_steps=4, **common), data=data)
-    run_training(first_run)  # "interrupted" after 4 steps
-    first = first_run.trainer
-    assert first.state.global_step == 4 and (output / "checkpoint-4").is_dir()
-    first_losses = {e["step"]: e["loss"] for e in first.state.log_history if "loss" in e}
+    common = dict(max_steps=8, eval_strategy="steps", eval_steps=3, logging_steps=1, batch_size=8,
+                  train_eval_samples=0, save_total_limit=None)
 
-    second = prepare_finetuning(model, unused, training_options(output, max_steps=8, resume=True, **common), data=data)
-    run_training(second)
-    assert f"Resuming from {output / 'checkpoint-4'}" in capsys.readouterr().out
-    assert second.trainer.state.global_step == 8
-    second_losses = {e["step"]: e["loss"] for e in second.trainer.state.log_history if "loss" in e}
-    # The history up to step 4 comes from the checkpoint (not re-trained), and training went on from there.
-    assert {step: second_losses[step] for step in first_losses} == first_losses
-    assert max(second_losses) == 8 and (output / "checkpoint-8").is_dir()
+    def losses(run):
+        return {e["step"]: e["loss"] for e in run.trainer.state.log_history if "loss" in e}
+
+    straight = prepare_finetuning(model, unused, training_options(tmp_path / "straight", **common), data=data)
+    run_training(straight)
+    interrupted = tmp_path / "interrupted"
+    shutil.copytree(tmp_path / "straight" / "checkpoint-3", interrupted / "checkpoint-3")
+    resumed = prepare_finetuning(model, unused, training_options(interrupted, resume_from_checkpoint="last", **common),
+                                 data=data)
+    run_training(resumed)
+    assert f"Resuming from {interrupted / 'checkpoint-3'}" in capsys.readouterr().out
+    assert resumed.trainer.state.global_step == 8
+    assert losses(resumed) == losses(straight) and len(losses(straight)) == 8
+    final = [load_file(root / "checkpoint-8" / "model.safetensors") for root in (tmp_path / "straight", interrupted)]
+    for name, tensor in final[0].items():
+        torch.testing.assert_close(final[1][name], tensor, rtol=0, atol=0, msg=name)
+
+
+def test_augmentation_draws_depend_on_seed_epoch_and_example_only():
+    from hf_vit_port_tools.training.augment import AugmentationSeed, finetune_augmentation, keras_augmentation
+
+    image = Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 40, 3), dtype=np.uint8))
+    crop = finetune_augmentation((16, 16), crop_scale=(0.1, 0.5))
+    seed = AugmentationSeed(7)
+
+    def crops(epoch, indices):
+        seed.epoch = epoch
+        return [np.asarray(crop(image, seed(index))) for index in indices]
+
+    first = crops(0, range(6))
+    torch.manual_seed(123)  # the global generator plays no part
+    assert all(np.array_equal(a, b) for a, b in zip(first, crops(0, range(6))))
+    assert len({a.tobytes() for a in first}) == 6  # every example its own draw
+    assert not any(np.array_equal(a, b) for a, b in zip(first, crops(1, range(6))))  # and every epoch
+    pixels = torch.rand(3, 12, 12)
+    assert not torch.equal(keras_augmentation(flip=False)(pixels, seed(0)), pixels)
+    torch.testing.assert_close(keras_augmentation(rotation=0.0, zoom=0.0, flip=False)(pixels, seed(0)), pixels)
 
 
 def test_finetune_cli_linear_probe_trains_only_the_head(tmp_path, capsys):

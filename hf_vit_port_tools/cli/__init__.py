@@ -21,6 +21,7 @@ from typing import Any
 
 from .. import options as o
 from .flags import add_flags, build
+from .output import after_import, quiet_output
 
 
 @dataclass(frozen=True)
@@ -30,12 +31,14 @@ class Command:
     run: str  # "module:function", called with one instance of each options class, returning the exit code
     defaults: Mapping[str, Any] = field(default_factory=dict)  # this command's defaults, by field name
     returns_memory: bool = False  # frees whole copies of the weights between steps (see _return_freed_memory...)
+    check: str = ""  # "module:function" checking the inputs before `run`'s module (and torch) is imported
 
 
 _M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter number
 _CONVERSION = "hf_vit_port_tools.cli.conversion"
 _TRAINING = "hf_vit_port_tools.cli.training"
 _INFERENCE = "hf_vit_port_tools.cli.inference"
+_CHECKS = "hf_vit_port_tools.cli.checks"
 
 COMMANDS: dict[str, Command] = {
     "convert": Command("convert one checkpoint into a repo directory",
@@ -46,9 +49,12 @@ COMMANDS: dict[str, Command] = {
     "batch": Command("convert and push several official checkpoints to one organisation",
                      (o.BatchOptions, o.OutputOptions, o.DownloadOptions, o.PushOptions), f"{_CONVERSION}:batch",
                      returns_memory=True),
-    "list": Command("list the official checkpoints this tool knows", (), "hf_vit_port_tools.cli.listing:list_checkpoints"),
+    "list": Command("list the official checkpoints this tool knows", (o.ListOptions,),
+                    "hf_vit_port_tools.cli.listing:list_checkpoints"),
     "demo": Command("offline: write an official-layout checkpoint, convert it with verification, classify an image",
                     (o.DemoOptions,), f"{_CONVERSION}:demo"),
+    "synthetic": Command("write a checkpoint of random weights in Google's official .npz layout (offline)",
+                         (o.SyntheticOptions,), f"{_CONVERSION}:synthetic"),
     "finetune": Command("fine-tune a checkpoint (repo, Hub id or .npz) on an image-classification dataset",
                         (o.FinetuneOptions, o.DataOptions, o.TrainingOptions), f"{_TRAINING}:finetune"),
     "train-from-scratch": Command(
@@ -57,23 +63,30 @@ COMMANDS: dict[str, Command] = {
         {**o.SCRATCH_DATA_DEFAULTS, **o.SCRATCH_TRAINING_DEFAULTS},
     ),
     "evaluate": Command("evaluate a classifier on a dataset split: accuracy, top-k, per-class accuracy, confusion",
-                        (o.EvaluateOptions, o.DatasetOptions), f"{_INFERENCE}:evaluate"),
+                        (o.EvaluateOptions, o.DatasetOptions, o.LabelMapOptions), f"{_INFERENCE}:evaluate",
+                        check=f"{_CHECKS}:evaluate"),
     "predict": Command("classify images (files, folders, URLs when online) and print the top labels",
-                       (o.PredictOptions,), f"{_INFERENCE}:predict"),
+                       (o.PredictOptions,), f"{_INFERENCE}:predict", check=f"{_CHECKS}:predict"),
+    "embed": Command("write every image's features (the pre-logits vector) to a parquet file; resumable, and "
+                     "data-parallel under torchrun / accelerate launch", (o.EmbedOptions,),
+                     "hf_vit_port_tools.cli.embedding:embed", check=f"{_CHECKS}:embed"),
     "plot-patches": Command("draw an image cut into its patches, as the Keras ViT example does", (o.PatchesOptions,),
-                            f"{_INFERENCE}:plot_patches"),
-    "plot-attention": Command("overlay the attention rollout of a classifier on an image", (o.AttentionOptions,),
-                              f"{_INFERENCE}:plot_attention"),
+                            f"{_INFERENCE}:plot_patches", check=f"{_CHECKS}:plot_patches"),
+    "plot-attention": Command("overlay the attention rollout of a model on an image (a head is not needed)",
+                              (o.AttentionOptions,), f"{_INFERENCE}:plot_attention", check=f"{_CHECKS}:plot_attention"),
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hf-vit-port", description=__doc__.split("\n\n")[0])
     parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="show the libraries' logs, progress bars and load reports, and full loading summaries")
     subcommands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, command in COMMANDS.items():
         subparser = subcommands.add_parser(name, help=command.help, description=command.help)
         subparser.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+        subparser.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
         for options in command.options:
             add_flags(subparser, options, command.defaults)
     return parser
@@ -87,7 +100,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     if command.returns_memory:
         _return_freed_memory_to_the_system()
     try:
-        return _runner(command.run)(*values)
+        with quiet_output(args.verbose):
+            if command.check:
+                _function(command.check)(*values)
+            runner = _runner(command.run)
+            after_import(args.verbose)
+            return runner(*values)
     except KeyboardInterrupt:
         print("error: interrupted", file=sys.stderr)
         return 130
@@ -112,6 +130,11 @@ def _return_freed_memory_to_the_system() -> None:
         libc.mallopt(_M_MMAP_THRESHOLD, 1 << 20)
     except (OSError, AttributeError):  # not glibc: nothing to tune
         pass
+
+
+def _function(path: str) -> Callable[..., Any]:
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
 
 
 def _runner(path: str) -> Callable[..., int]:

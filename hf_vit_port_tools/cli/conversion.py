@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 from ..conversion.convert import ConversionResult
@@ -20,6 +21,7 @@ from ..options import (
     OutputOptions,
     PushOptions,
     PushTarget,
+    SyntheticOptions,
 )
 
 
@@ -35,12 +37,14 @@ def convert(options: ConvertOptions, output: OutputOptions, download: DownloadOp
     overrides = dict(options.settings)
     if options.image_size:
         overrides["image_size"] = options.image_size
-    result = convert_npz(
-        npz_path, options.out, fmt=output.format, verify_outputs=output.verify, overwrite=options.overwrite,
-        checkpoint=checkpoint, repo_id=options.push_to_hub, resample=options.resample,
-        keep_zero_head=options.keep_zero_head, **overrides,
-    )
-    report(result)
+    with warnings.catch_warnings(record=True) as caught:  # reported once, with the conversion's notes
+        warnings.simplefilter("always")
+        result = convert_npz(
+            npz_path, options.out, fmt=output.format, verify_outputs=output.verify, overwrite=options.overwrite,
+            checkpoint=checkpoint, repo_id=options.push_to_hub, resample=options.resample,
+            keep_zero_head=options.keep_zero_head, **overrides,
+        )
+    report(result, [str(warning.message) for warning in caught])
     if options.push_to_hub:
         _push(result.output_dir, options.push_to_hub, push_options, default_message=commit_message(result))
     return 0
@@ -77,7 +81,15 @@ def batch(options: BatchOptions, output: OutputOptions, download: DownloadOption
 
 def demo(options: DemoOptions) -> int:
     """The main job, offline: write a checkpoint in Google's official .npz layout, convert it with verification into
-    a repo, and classify an image through `pipeline` with real ImageNet label names."""
+    a repo, and classify an image through `pipeline` with real ImageNet label names. `--out DIR` keeps both."""
+    if options.out is None:
+        with tempfile.TemporaryDirectory() as directory:
+            return _demo(options, Path(directory))
+    options.out.mkdir(parents=True, exist_ok=True)
+    return _demo(options, options.out)
+
+
+def _demo(options: DemoOptions, work: Path) -> int:
     import numpy as np
     from PIL import Image
     from transformers import pipeline
@@ -88,19 +100,36 @@ def demo(options: DemoOptions) -> int:
 
     config = ViTPortConfig.from_preset(options.variant, dataset="imagenet21k+imagenet2012",
                                        image_size=options.image_size)
-    with tempfile.TemporaryDirectory() as directory:
-        work = Path(directory)
-        name = "ViT-" + options.variant.replace("/", "_")
-        npz = write_synthetic_npz(work / f"{name}.npz", config)
-        print(f"Wrote {npz.name}: random weights in the official layout (the real files need network access; "
-              f"`hf-vit-port convert imagenet21k+imagenet2012/ViT-B_16 --out DIR` downloads and converts one).")
-        report(convert_npz(npz, work / "repo", repo_id=f"demo/{name.lower()}"))
-        rows, cols = np.mgrid[0 : options.image_size, 0 : options.image_size]
-        image = Image.fromarray(np.stack([rows % 256, cols % 256, (rows + cols) % 256], -1).astype(np.uint8))
-        predictions = pipeline("image-classification", model=str(work / "repo"))(image, top_k=3)
+    name = "ViT-" + options.variant.replace("/", "_")
+    npz = write_synthetic_npz(work / f"{name}.npz", config)
+    print(f"Wrote {npz if options.out else npz.name}: random weights in the official layout (the real files need "
+          "network access; `hf-vit-port convert imagenet21k+imagenet2012/ViT-B_16 --out DIR` downloads and converts "
+          "one).")
+    repo = work / name.lower()
+    report(convert_npz(npz, repo, repo_id=f"demo/{name.lower()}", overwrite=True))
+    rows, cols = np.mgrid[0 : options.image_size, 0 : options.image_size]
+    image = Image.fromarray(np.stack([rows % 256, cols % 256, (rows + cols) % 256], -1).astype(np.uint8))
+    predictions = pipeline("image-classification", model=str(repo))(image, top_k=3)
     print("pipeline('image-classification') on a test image (random weights, so the classes are arbitrary):")
     for prediction in predictions:
         print(f"  {prediction['score']:.4f}  {prediction['label']}")
+    return 0
+
+
+def synthetic(options: SyntheticOptions) -> int:
+    """A random checkpoint in the official layout of a release (the imagenet21k one with its all-zero head)."""
+    from hf_vit_port import ViTPortConfig
+
+    from ..conversion.synthetic import write_synthetic_npz
+
+    if options.output.suffix != ".npz":
+        raise ValueError(f"{options.output}: name a .npz file")
+    overrides = {"image_size": options.image_size} if options.image_size else {}
+    config = ViTPortConfig.from_preset(options.variant, dataset=options.release, **overrides)
+    path = write_synthetic_npz(options.output, config, seed=options.seed,
+                               zero_head=options.release == "imagenet21k")
+    print(f"Wrote {path}: {options.variant} in the {options.release} layout, random weights "
+          f"({config.image_size}px, {config.num_labels} classes)")
     return 0
 
 
@@ -121,12 +150,16 @@ def _push(directory: Path, repo_id: str, options: PushOptions, default_message: 
         print(f"{repo_id} already holds these files; no new commit was made ({result.commit_oid[:12]})")
 
 
-def report(result: ConversionResult) -> None:
+def report(result: ConversionResult, warned: list[str] = ()) -> None:
+    """What a conversion did; `warned` are the warnings it raised, shown once each (most are also notes)."""
     summary = result.summary
     print(f"Converted {result.source['file']} (sha256 {result.source['sha256'][:16]}...) -> {result.output_dir}")
     print(f"  format {result.format}; parameters: {summary.totals()}")
     for note in result.notes:
         print(f"  note: {note}")
+    for message in dict.fromkeys(warned):
+        if message not in result.notes:
+            print(f"  warning: {message}")
     verification = result.verification
     if verification is not None:
         stage = "the written repo, reloaded" if verification.reloaded else "the file's own model, before adapting"

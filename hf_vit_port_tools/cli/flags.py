@@ -3,8 +3,9 @@ from the parsed flags: each setting is declared once, as a dataclass field.
 
 A field `learning_rate: float = option(1e-4, "peak learning rate")` becomes `--learning-rate FLOAT`. The field's
 metadata can say more: `flag` (another spelling, e.g. `--no-verify` for a `verify` that defaults to True),
-`aliases`, `positional`, `nargs`, `metavar`, `parse` (a function from the text to the value; its ValueError
-becomes a usage error), `repeat` (the flag may be given several times, collecting a list), and `cli=False` (no
+`aliases`, `positional`, `nargs` (with `const`, the value of the flag given alone), `metavar`, `parse` (a
+function from the text to the value; its ValueError becomes a usage error), `repeat` (the flag may be given several
+times, collecting a list; a `dict` field collects the (key, value) pairs `parse` returns), and `cli=False` (no
 flag).
 """
 
@@ -34,9 +35,12 @@ def add_flags(parser: argparse.ArgumentParser, options: type, defaults: Mapping[
 def build(options: type, namespace: argparse.Namespace, defaults: Mapping[str, Any] | None = None) -> Any:
     """The `options` dataclass from parsed flags; fields without a flag take `defaults` or their own default."""
     values = {}
+    hints = typing.get_type_hints(options)
     for spec in dataclasses.fields(options):
         if spec.metadata.get("cli", True):
-            values[spec.name] = getattr(namespace, spec.name)
+            value = getattr(namespace, spec.name)
+            repeated_pairs = spec.metadata.get("repeat") and typing.get_origin(hints[spec.name]) is dict
+            values[spec.name] = dict(value) if repeated_pairs else value
         elif defaults and spec.name in defaults:
             values[spec.name] = defaults[spec.name]
     return options(**values)
@@ -72,10 +76,14 @@ def _add(group: Any, spec: dataclasses.Field, hint: Any, default: Any) -> None:
         kwargs["action"] = "store_false" if default is True else "store_true"
     elif meta.get("repeat"):
         kwargs.update(_value_kwargs(_item(hint), meta), action="append")
+        if isinstance(default, dict):  # collected as (key, value) pairs, made a dict again by `build`
+            default = list(default.items())
     else:
         kwargs.update(_value_kwargs(hint, meta))
         if "nargs" in meta:
             kwargs["nargs"] = meta["nargs"]
+        if "const" in meta:
+            kwargs["const"] = meta["const"]
     if "action" not in kwargs and "choices" not in kwargs and "metavar" not in kwargs:
         kwargs["metavar"] = names[0].lstrip("-").replace("-", "_").upper()
     if default is dataclasses.MISSING:

@@ -13,11 +13,18 @@ from ..inference.models import load_model
 from ..inference.pictures import plot_attention as draw_attention
 from ..inference.pictures import plot_patches as draw_patches
 from ..inference.predict import format_prediction, label_words, predict_images
-from ..options import AttentionOptions, DatasetOptions, EvaluateOptions, PatchesOptions, PredictOptions
+from ..options import (
+    AttentionOptions,
+    DatasetOptions,
+    EvaluateOptions,
+    LabelMapOptions,
+    PatchesOptions,
+    PredictOptions,
+)
 
 
-def evaluate(options: EvaluateOptions, dataset: DatasetOptions) -> int:
-    report = evaluate_dataset(options, dataset)
+def evaluate(options: EvaluateOptions, dataset: DatasetOptions, label_map: LabelMapOptions) -> int:
+    report = evaluate_dataset(options, dataset, label_map)
     print(report.format())
     if options.output:
         print(f"\nWrote {options.output}")
@@ -26,6 +33,12 @@ def evaluate(options: EvaluateOptions, dataset: DatasetOptions) -> int:
 
 def predict(options: PredictOptions) -> int:
     model = load_model(options.model)
+    if model.config.num_labels == 0:
+        raise ValueError(
+            f"--model {options.model} has no classification head (num_labels=0, e.g. an imagenet21k feature "
+            f"extractor), so there are no labels to predict; `hf-vit-port embed IMAGES --model {options.model} "
+            "--output FILE.parquet` writes its features, `plot-attention` shows where it looks"
+        )
     processor = image_processor_for(options.model, model.config)
     max_pixels = options.max_pixels if options.max_pixels is not None else DEFAULT_MAX_PIXELS
     predictions, errors = predict_images(options.images, model, processor, top_k=options.top_k,
@@ -55,7 +68,7 @@ def plot_attention(options: AttentionOptions) -> int:
     pixels = processor(images=[image], return_tensors="pt")["pixel_values"]
     relevance, logits = attention_maps(model, pixels, head_fusion=options.head_fusion)
     title = ""
-    if logits.shape[-1] > 0:
+    if logits is not None and logits.shape[-1] > 0:
         probabilities = logits[0].float().softmax(-1)
         index = int(probabilities.argmax())
         title = f"{label_words(model.config.id2label, model.config.num_labels)[index]} ({probabilities[index]:.2f})"

@@ -42,6 +42,7 @@ FORMATS = ("vit_port", "stock")
 """Weight formats a card can describe: hf_vit_port's ``vit_port`` model type, or transformers' own ``vit``."""
 
 LICENSE = "apache-2.0"  # google-research/vision_transformer releases code and checkpoints under Apache 2.0
+UNKNOWN_LICENSE = "other"  # a file outside the registry: its origin, and so its license, is not known here
 IMAGENET_21K = "imagenet-21k"
 IMAGENET_1K = "imagenet-1k"
 
@@ -51,8 +52,9 @@ _UPSTREAM_COMMIT = "c6de1e5"  # the commit the registry's numbers were read from
 # match the AugReg notebook).
 _SOURCE_DOCUMENTS = ("vit_jax_augreg.ipynb", "vit_jax.ipynb", "README.md")
 # TrainingOptions fields that say where and how a run was executed, not how the model was trained.
-_RUN_ONLY_SETTINGS = frozenset({"output_dir", "num_workers", "resume", "push_to_hub", "hub_private", "report_to",
-                                "disable_tqdm", "logging_steps", "save_total_limit", "extra_arguments"})
+_RUN_ONLY_SETTINGS = frozenset({"output_dir", "num_workers", "resume_from_checkpoint", "eval_only", "push_to_hub",
+                                "hub_private", "report_to", "disable_tqdm", "logging_steps", "save_total_limit",
+                                "extra_arguments"})
 
 
 @dataclass
@@ -82,6 +84,8 @@ def converted_model_card(
     verification: Mapping[str, Any] | None,
     checkpoint: OfficialCheckpoint | None,
     fmt: str = "vit_port",
+    name: str | None = None,
+    adaptations: list[str] | None = None,
 ) -> ModelCard:
     """The card of a converted checkpoint.
 
@@ -96,14 +100,17 @@ def converted_model_card(
         checkpoint: The registry entry of the file, or None for a file outside the registry (no release details, no
             accuracy, no official location).
         fmt: ``"vit_port"`` or ``"stock"`` (see `FORMATS`).
+        name: The title when there is no ``repo_id`` (the output folder's name); else the registry's repo name.
+        adaptations: What the repo changes relative to the file (``"image size 224 -> 384 px"``, ...): the
+            verification then covers the file's own model, and the card says so.
     """
     if fmt not in FORMATS:
         raise ValueError(f"Unknown model card format {fmt!r}; choose one of {', '.join(FORMATS)}.")
-    model_name = _model_name(repo_id, checkpoint)
+    model_name = _model_name(repo_id, checkpoint, name)
     pipeline_tag = "image-classification" if _is_classifier(config, fmt) else "image-feature-extraction"
     eval_results = published_eval_results(checkpoint, config)
     card_data = ModelCardData(
-        license=LICENSE,
+        license=LICENSE if checkpoint is not None else UNKNOWN_LICENSE,
         library_name="transformers",
         pipeline_tag=pipeline_tag,
         datasets=_datasets(config, checkpoint),
@@ -112,6 +119,7 @@ def converted_model_card(
         eval_results=eval_results,
     )
     values = _template_values(config, repo_id, model_name, source, verification, checkpoint, fmt)
+    values["adaptations"] = list(adaptations or [])
     return ModelCard.from_template(card_data, template_path=str(template_path("vit_port.md")), **values)
 
 
@@ -197,9 +205,12 @@ def _score_rows(metrics: Mapping[str, float]) -> list[tuple[str, str, str, str]]
 # -- metadata ------------------------------------------------------------------------------------------------------
 
 
-def _model_name(repo_id: str | None, checkpoint: OfficialCheckpoint | None) -> str:
+def _model_name(repo_id: str | None, checkpoint: OfficialCheckpoint | None, name: str | None = None) -> str:
+    """The repo's name, else the folder's, else the registry's name for the file."""
     if repo_id:
         return repo_id.rsplit("/", 1)[-1]
+    if name:
+        return name
     return checkpoint.hub_name if checkpoint is not None else "vit-port"
 
 
@@ -274,6 +285,7 @@ def _template_values(
         "pooled_size": config.pooled_size,
         "image_size_value": config.image_size if isinstance(config.image_size, int) else tuple(config.image_size),
         "is_augreg": checkpoint is not None and checkpoint.collection == "augreg",
+        "known_origin": checkpoint is not None,
     }
     values.update(_accuracy_values(config, checkpoint))
     values.update(_verification_values(verification))

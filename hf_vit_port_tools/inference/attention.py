@@ -64,11 +64,11 @@ def patch_relevance(rollout: torch.Tensor, *, num_prefix_tokens: int, grid_size:
 @torch.no_grad()
 def attention_maps(
     model: torch.nn.Module, pixel_values: torch.Tensor, *, head_fusion: HeadFusion = "mean"
-) -> tuple[torch.Tensor, torch.Tensor]:
+) -> tuple[torch.Tensor, torch.Tensor | None]:
     """
-    (patch relevance `[batch, grid_h, grid_w]`, logits) of a ViTPort model on `pixel_values`. The model must use
-    eager attention (`from_pretrained(..., attn_implementation="eager")`): fused kernels do not return the
-    attention probabilities.
+    (patch relevance `[batch, grid_h, grid_w]`, logits) of a ViTPort model on `pixel_values`; logits are None for a
+    model without a classification head (the rollout needs only the encoder). The model must use eager attention
+    (`from_pretrained(..., attn_implementation="eager")`): fused kernels do not return the attention probabilities.
     """
     config = model.config
     if getattr(config, "_attn_implementation", "eager") != "eager":
@@ -76,14 +76,15 @@ def attention_maps(
             "Attention maps need the attention probabilities: load the model with attn_implementation='eager'."
         )
     model.eval()
-    outputs = model(pixel_values=pixel_values, output_attentions=True)
+    headless = getattr(config, "num_labels", 1) == 0 and hasattr(model, "vit")
+    outputs = (model.vit if headless else model)(pixel_values=pixel_values, output_attentions=True)
     if not outputs.attentions:
         raise ValueError("The model returned no attention maps.")
     rollout = attention_rollout(outputs.attentions, head_fusion=head_fusion)
     patch_h, patch_w = to_pair(config.patch_size)
     grid = (pixel_values.shape[-2] // patch_h, pixel_values.shape[-1] // patch_w)
     relevance = patch_relevance(rollout, num_prefix_tokens=config.num_prefix_tokens, grid_size=grid)
-    return relevance.to(torch.float32), outputs.logits
+    return relevance.to(torch.float32), None if headless else outputs.logits
 
 
 __all__ = ["HeadFusion", "attention_maps", "attention_rollout", "patch_relevance"]

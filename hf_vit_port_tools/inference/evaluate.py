@@ -9,6 +9,7 @@ and by index when the model's labels are generic (`LABEL_0`, ...) and the counts
 from __future__ import annotations
 
 import json
+import re
 import uuid
 import warnings
 from dataclasses import asdict, dataclass, field
@@ -24,9 +25,10 @@ from hf_vit_port.processing import image_processor_for
 
 from ..data import drop_bad_images, load_columns, with_transform
 from ..metrics import load_accuracy_topk
-from ..options import DatasetOptions, EvaluateOptions
+from ..options import DatasetOptions, EvaluateOptions, LabelMapOptions
 from .models import load_model
 
+_GENERIC = re.compile(r"^(LABEL_)?\d+$")
 SPLIT_PREFERENCE = ("test", "validation", "valid", "val", "train")
 
 
@@ -87,22 +89,37 @@ class EvaluationReport:
         return "\n".join(lines)
 
 
-def label_mapping(dataset_names: list[str], model_id2label: dict[int, str]) -> np.ndarray:
-    """For each dataset class index, the model's class index for it (by name, else by position)."""
+def label_mapping(
+    dataset_names: list[str], model_id2label: dict[int, str], renames: dict[str, str] | None = None
+) -> np.ndarray:
+    """
+    For each dataset class index, the model's class index for it: by name (after `renames`, dataset name -> model
+    label, from `--label-map`), or by position when the model's labels are generic (`LABEL_0`, ...) and the counts
+    agree. Anything else is refused, naming the classes that found no label.
+    """
+    renames = dict(renames or {})
     model_index = {str(name): int(index) for index, name in model_id2label.items()}
-    if all(name in model_index for name in dataset_names):
-        return np.array([model_index[name] for name in dataset_names], dtype=np.int64)
-    if len(dataset_names) == len(model_id2label):
-        model_names = [model_id2label[i] for i in sorted(model_id2label)]
+    unknown_targets = sorted(label for label in renames.values() if label not in model_index)
+    if unknown_targets:
+        raise ValueError(f"--label-map names labels the model does not have: {', '.join(unknown_targets)}")
+    names = [renames.get(name, name) for name in dataset_names]
+    unmatched = [original for original, name in zip(dataset_names, names) if name not in model_index]
+    if not unmatched:
+        return np.array([model_index[name] for name in names], dtype=np.int64)
+    generic = all(_GENERIC.match(str(label)) for label in model_id2label.values())
+    if generic and len(dataset_names) == len(model_id2label):
         warnings.warn(
-            "The dataset's class names are not the model's labels; assuming class i of the dataset is label i "
-            f"of the model (dataset: {dataset_names[:5]}..., model: {model_names[:5]}...).",
+            "The model's labels are generic (LABEL_0, ...); assuming class i of the dataset (sorted folder names) is "
+            f"label i of the model (dataset: {dataset_names[:5]}...).",
             stacklevel=2,
         )
         return np.arange(len(dataset_names), dtype=np.int64)
+    shown = ", ".join(unmatched[:10]) + (f" and {len(unmatched) - 10} more" if len(unmatched) > 10 else "")
+    examples = ", ".join(sorted(model_index)[:5])
     raise ValueError(
-        f"The dataset's {len(dataset_names)} classes cannot be matched to the model's {len(model_id2label)} labels: "
-        "names differ and so do the counts."
+        f"The dataset's classes cannot be matched to the model's {len(model_id2label)} labels: {len(unmatched)} "
+        f"class name(s) are not among them ({shown}); the model's labels include {examples}. Map each with "
+        "--label-map DATASET_NAME=MODEL_LABEL"
     )
 
 
@@ -180,7 +197,25 @@ def choose_split(available: list[str], split: str | None) -> str:
     return next(name for name in SPLIT_PREFERENCE + tuple(available) if name in available)
 
 
-def evaluate_dataset(options: EvaluateOptions, dataset_options: DatasetOptions) -> EvaluationReport:
+def stratified_sample(labels: list[int], count: int, seed: int = 0) -> list[int]:
+    """
+    `count` row indices drawn across the classes in proportion to their sizes, the same every time: each class's
+    rows in a seeded random order, the k-th row of a class of n ranked at (k + 0.5) / n, the lowest ranks taken (so
+    a folder listed class by class is not cut down to its first classes). Returned in dataset order.
+    """
+    labels_array = np.asarray(labels)
+    order = np.random.default_rng(seed).permutation(len(labels_array))
+    rank = np.empty(len(labels_array))
+    for label in np.unique(labels_array):
+        rows = order[labels_array[order] == label]
+        rank[rows] = (np.arange(len(rows)) + 0.5) / len(rows)
+    chosen = np.lexsort((labels_array, rank))[:count]
+    return sorted(chosen.tolist())
+
+
+def evaluate_dataset(
+    options: EvaluateOptions, dataset_options: DatasetOptions, label_map: LabelMapOptions | None = None
+) -> EvaluationReport:
     """
     Evaluate the classifier `options.model` on a split of the dataset (see `data.load_image_dataset` for the forms).
     Unreadable images are skipped with a warning and listed in the report; `options.output` writes it as JSON.
@@ -189,13 +224,15 @@ def evaluate_dataset(options: EvaluateOptions, dataset_options: DatasetOptions) 
     chosen = choose_split(list(splits), options.split)
     data = splits[chosen]
     if options.max_samples is not None and options.max_samples < len(data):
-        data = data.select(range(options.max_samples))
+        data = data.select(stratified_sample(list(data[label_column]), options.max_samples))
     data, errors = drop_bad_images(data, image_column, split=chosen)
     feature = data.features[label_column]
     class_names = list(feature.names) if isinstance(feature, ClassLabel) else []
     model = load_model(options.model)
+    if model.config.num_labels == 0:
+        raise ValueError(f"--model {options.model} has no classification head (num_labels=0): nothing to evaluate")
     processor = image_processor_for(options.model, model.config)
-    mapping = label_mapping(class_names, model.config.id2label)
+    mapping = label_mapping(class_names, model.config.id2label, dict(label_map.label_map) if label_map else None)
     transformed = with_transform(data, processor, image_column, label_column, jpeg_decoder=options.jpeg_decoder)
     logits, labels = predict_logits(model, transformed, batch_size=options.batch_size, num_workers=options.num_workers)
     report = compute_report(logits, labels, class_names, mapping, k=options.top_k, skipped=[str(e) for e in errors])
@@ -211,4 +248,5 @@ __all__ = [
     "evaluate_dataset",
     "label_mapping",
     "predict_logits",
+    "stratified_sample",
 ]

@@ -20,7 +20,11 @@ def load_model(source: str | os.PathLike, *, attn_implementation: str | None = N
         if attn_implementation is not None:
             model.set_attn_implementation(attn_implementation)
         return model
-    return AutoModelForImageClassification.from_pretrained(str(source), **kwargs).eval()
+    try:
+        return AutoModelForImageClassification.from_pretrained(str(source), **kwargs).eval()
+    except OSError as error:  # transformers' several-line explanations of a missing repo or file: the gist, once
+        first = next((line.strip() for line in str(error).splitlines() if line.strip()), type(error).__name__)
+        raise ValueError(f"--model {source}: {first}") from error
 
 
 __all__ = ["load_model"]

@@ -80,17 +80,21 @@ def plot_attention(
     alpha: float = 0.5,
 ) -> Path:
     """Save a PNG: the image (titled with `title`, e.g. the prediction), the attention-rollout grid, and the
-    upsampled rollout overlaid on the image."""
+    upsampled rollout overlaid on the image. The grid is stretched to the image's aspect (a 14 x 14 grid of a
+    landscape photo is drawn landscape, as it lies on the photo); both maps carry a colorbar."""
     image = image.convert("RGB")
     heat = relevance_overlay(image, np.asarray(relevance, dtype=np.float64))
     canvas, (original, grid, overlay) = figure(size, 3)
     original.imshow(np.asarray(image))
     original.set_title(f"image: {title}" if title else "image")
-    grid.imshow(relevance, cmap="inferno", interpolation="nearest")
+    extent = (0, image.width, image.height, 0)  # the grid over the image's own width and height
+    shown = grid.imshow(relevance, cmap="inferno", interpolation="nearest", extent=extent)
     grid.set_title(f"attention rollout ({relevance.shape[0]} x {relevance.shape[1]} patches)")
+    canvas.colorbar(shown, ax=grid, shrink=0.8, label="share of the output")
     overlay.imshow(np.asarray(image))
-    overlay.imshow(heat, cmap="jet", alpha=alpha, vmin=0.0, vmax=1.0)
+    heat_shown = overlay.imshow(heat, cmap="jet", alpha=alpha, vmin=0.0, vmax=1.0)
     overlay.set_title("overlay")
+    canvas.colorbar(heat_shown, ax=overlay, shrink=0.8, label="relative relevance")
     for axis in (original, grid, overlay):
         axis.axis("off")
     return save(canvas, path)

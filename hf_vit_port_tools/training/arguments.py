@@ -30,18 +30,18 @@ def resolve_precision(precision: Precision) -> tuple[bool, bool]:
 def training_arguments(options: TrainingOptions) -> TrainingArguments:
     """
     `TrainingArguments` for `options`: evaluation and checkpointing on the same schedule, the best checkpoint by
-    validation accuracy reloaded at the end, and the columns left alone (the transform makes the model inputs).
+    `metric_for_best_model` reloaded at the end, the columns left alone (the transform makes the model inputs), and
+    `extra_arguments` (`--training-arg`) applied last, as they are.
     """
     import torch
     from transformers import TrainingArguments
 
+    if options.eval_strategy == "steps" and not options.eval_steps:
+        raise ValueError("--eval-strategy steps needs --eval-steps.")
+    unknown = sorted(set(options.extra_arguments) - _argument_names())
+    if unknown:
+        raise ValueError(f"--training-arg: TrainingArguments has no field {', '.join(map(repr, unknown))}.")
     bf16, fp16 = resolve_precision(options.precision)
-    warmup: float | int = options.warmup
-    if warmup >= 1:
-        warmup = int(warmup)
-    step_schedule = options.eval_strategy == "steps"
-    if step_schedule and not options.eval_steps:
-        raise ValueError("eval_strategy='steps' needs eval_steps.")
     arguments: dict[str, Any] = dict(
         output_dir=options.output_dir,
         num_train_epochs=options.epochs,
@@ -50,7 +50,7 @@ def training_arguments(options: TrainingOptions) -> TrainingArguments:
         per_device_train_batch_size=options.batch_size,
         per_device_eval_batch_size=options.eval_batch_size or options.batch_size,
         weight_decay=options.weight_decay,
-        warmup_steps=warmup,
+        warmup_steps=int(options.warmup) if options.warmup >= 1 else options.warmup,
         lr_scheduler_type=options.lr_scheduler,
         gradient_accumulation_steps=options.gradient_accumulation_steps,
         max_grad_norm=options.max_grad_norm,
@@ -62,33 +62,29 @@ def training_arguments(options: TrainingOptions) -> TrainingArguments:
         fp16=fp16,
         eval_strategy=options.eval_strategy,
         save_strategy=options.eval_strategy,
-        logging_strategy="steps",
+        eval_steps=options.eval_steps,
+        save_steps=options.eval_steps or 500,  # 500: TrainingArguments' own default, unused by epoch schedules
         logging_steps=options.logging_steps,
         logging_first_step=True,
         load_best_model_at_end=True,
-        metric_for_best_model="accuracy",
-        greater_is_better=True,
+        metric_for_best_model=options.metric_for_best_model,  # greater is better, except for the loss
         save_total_limit=options.save_total_limit,
         remove_unused_columns=False,
         dataloader_num_workers=options.num_workers,
+        dataloader_pin_memory=torch.cuda.is_available(),  # pinned memory only helps copies to a GPU
+        ddp_find_unused_parameters=False,  # every parameter takes part in the loss: no extra pass to look for others
+        torch_compile=options.torch_compile,
         report_to=options.report_to,
         disable_tqdm=options.disable_tqdm,
     )
-    # Pinned host memory only helps copies to a GPU (and warns on every DataLoader without one).
-    arguments["dataloader_pin_memory"] = torch.cuda.is_available()
     if not _has_accelerator():
         # Said explicitly, CPU-only machines can train in bf16 and run distributed (gloo) under torchrun.
         arguments["use_cpu"] = True
     if options.gradient_checkpointing:
         # transformers 5 renamed the argument; use whichever this version has.
-        name = (
-            "activation_checkpointing" if "activation_checkpointing" in _argument_names() else "gradient_checkpointing"
-        )
-        arguments[name] = True
-    if step_schedule:
-        arguments.update(eval_steps=options.eval_steps, save_steps=options.eval_steps)
-    arguments.update(options.extra_arguments)
-    return TrainingArguments(**arguments)
+        names = _argument_names()
+        arguments["activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"] = True
+    return TrainingArguments(**{**arguments, **options.extra_arguments})
 
 
 def _has_accelerator() -> bool:

@@ -7,8 +7,10 @@ Two recipes use them:
 * the Keras CIFAR-100 example: after normalising and resizing (the processor), a horizontal flip, a small random
   rotation and a random zoom, applied to the pixel tensor with reflected borders as Keras' layers do.
 
-All randomness comes from torch's global generator, which `Trainer` seeds and the DataLoader reseeds per worker,
-so runs are reproducible and workers do not repeat each other's augmentations.
+Every random transform takes the `torch.Generator` it draws from (None: torch's global one). During training each
+example gets its own generator from `AugmentationSeed`, seeded by (run seed, epoch, example index) alone: the draws
+do not depend on the order batches are made in, on DataLoader workers, on the number of processes, or on whether the
+run was resumed from a checkpoint (the Trainer restores its RNG state only after the first resumed batch is made).
 """
 
 from __future__ import annotations
@@ -16,13 +18,30 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
 
-def _uniform(low: float, high: float) -> float:
-    return low + (high - low) * torch.rand(()).item()
+def _uniform(low: float, high: float, generator: torch.Generator | None) -> float:
+    return low + (high - low) * torch.rand((), generator=generator).item()
+
+
+@dataclass
+class AugmentationSeed:
+    """
+    The randomness of a run's augmentation: `seed(index)` is a fresh generator for example `index` in the current
+    `epoch`, a function of (seed, epoch, index) only. The trainer sets `epoch` at the start of each epoch, before the
+    DataLoader starts its workers (which get a copy of it).
+    """
+
+    seed: int
+    epoch: int = 0
+
+    def __call__(self, index: int) -> torch.Generator:
+        words = np.random.SeedSequence([self.seed % (1 << 64), self.epoch, index]).generate_state(2, np.uint32)
+        return torch.Generator().manual_seed((int(words[0]) << 32) | int(words[1]))
 
 
 @dataclass
@@ -37,18 +56,18 @@ class RandomResizedCrop:
     ratio: tuple[float, float] = (3 / 4, 4 / 3)
     resample: int = Image.BILINEAR
 
-    def crop_box(self, width: int, height: int) -> tuple[int, int, int, int]:
+    def crop_box(self, width: int, height: int, generator: torch.Generator | None = None) -> tuple[int, int, int, int]:
         """A (left, top, right, bottom) box drawn as described above."""
         area = width * height
         log_ratio = (math.log(self.ratio[0]), math.log(self.ratio[1]))
         for _ in range(10):
-            target_area = area * _uniform(*self.scale)
-            aspect = math.exp(_uniform(*log_ratio))
+            target_area = area * _uniform(*self.scale, generator)
+            aspect = math.exp(_uniform(*log_ratio, generator))
             crop_w = int(round(math.sqrt(target_area * aspect)))
             crop_h = int(round(math.sqrt(target_area / aspect)))
             if 0 < crop_w <= width and 0 < crop_h <= height:
-                left = int(torch.randint(0, width - crop_w + 1, ()).item())
-                top = int(torch.randint(0, height - crop_h + 1, ()).item())
+                left = int(torch.randint(0, width - crop_w + 1, (), generator=generator).item())
+                top = int(torch.randint(0, height - crop_h + 1, (), generator=generator).item())
                 return left, top, left + crop_w, top + crop_h
         # Fallback: the whole image, trimmed to the allowed aspect range.
         aspect = width / height
@@ -61,8 +80,8 @@ class RandomResizedCrop:
         left, top = (width - crop_w) // 2, (height - crop_h) // 2
         return left, top, left + crop_w, top + crop_h
 
-    def __call__(self, image: Image.Image) -> Image.Image:
-        box = self.crop_box(*image.size)
+    def __call__(self, image: Image.Image, generator: torch.Generator | None = None) -> Image.Image:
+        box = self.crop_box(*image.size, generator)
         height, width = self.size
         return image.resize((width, height), resample=self.resample, box=box)
 
@@ -73,8 +92,10 @@ class RandomHorizontalFlip:
 
     p: float = 0.5
 
-    def __call__(self, image: Image.Image | torch.Tensor) -> Image.Image | torch.Tensor:
-        if torch.rand(()).item() >= self.p:
+    def __call__(
+        self, image: Image.Image | torch.Tensor, generator: torch.Generator | None = None
+    ) -> Image.Image | torch.Tensor:
+        if torch.rand((), generator=generator).item() >= self.p:
             return image
         if isinstance(image, torch.Tensor):
             return image.flip(-1)
@@ -83,13 +104,13 @@ class RandomHorizontalFlip:
 
 @dataclass
 class Compose:
-    """Apply transforms in order."""
+    """Apply random transforms in order, all drawing from one generator."""
 
     transforms: tuple
 
-    def __call__(self, value):
+    def __call__(self, value, generator: torch.Generator | None = None):
         for transform in self.transforms:
-            value = transform(value)
+            value = transform(value, generator)
         return value
 
 
@@ -132,9 +153,9 @@ class RandomRotationZoom:
     rotation: float = 0.02
     zoom: float = 0.2
 
-    def __call__(self, pixels: torch.Tensor) -> torch.Tensor:
-        angle = _uniform(-self.rotation, self.rotation) * 2 * math.pi
-        zoom = (_uniform(1 - self.zoom, 1 + self.zoom), _uniform(1 - self.zoom, 1 + self.zoom))
+    def __call__(self, pixels: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        angle = _uniform(-self.rotation, self.rotation, generator) * 2 * math.pi
+        zoom = (_uniform(1 - self.zoom, 1 + self.zoom, generator), _uniform(1 - self.zoom, 1 + self.zoom, generator))
         return affine_transform(pixels, angle=angle, zoom=zoom)
 
 
@@ -156,6 +177,7 @@ def keras_augmentation(*, rotation: float = 0.02, zoom: float = 0.2, flip: bool 
 
 
 __all__ = [
+    "AugmentationSeed",
     "Compose",
     "RandomHorizontalFlip",
     "RandomResizedCrop",

@@ -7,13 +7,14 @@ summary says, parameter by parameter, what was loaded, resampled or initialised 
 
 from __future__ import annotations
 
+import logging
 import os
 from pathlib import Path
 
 from transformers import PreTrainedModel
 
 from hf_vit_port.configuration_vit_port import to_pair
-from hf_vit_port.loading import load_checkpoint
+from hf_vit_port.loading import LOADED, LoadingSummary, load_checkpoint
 from hf_vit_port.processing import image_processor_for
 
 from ..data import ImageClassificationData, prepare_data
@@ -21,6 +22,8 @@ from ..hub.cards import RunDescription
 from ..options import DataOptions, FinetuneOptions, TrainingOptions
 from .augment import finetune_augmentation
 from .trainer import TrainingRun, build_run, run_training
+
+_logger = logging.getLogger(__name__)
 
 
 def is_main_process() -> bool:
@@ -59,7 +62,7 @@ def prepare_finetuning(
         overrides["image_size"] = finetuning.image_size
     model, summary = load_checkpoint(finetuning.model, **overrides)
     if print_summary and is_main_process():
-        print(summary.format())
+        print(summary.format() if _logger.isEnabledFor(logging.INFO) else _brief(summary))
     model.train()
     trainable = freeze_backbone(model) if finetuning.linear_probe else None
     processor = image_processor_for(finetuning.model, model.config)
@@ -69,15 +72,26 @@ def prepare_finetuning(
         base_model=finetuning.model,
         recipe=(
             "Fine-tuned with `hf-vit-port finetune`: the checkpoint's image processor, random resized crops "
-            "and horizontal flips for training, AdamW, and the best checkpoint by validation accuracy."
+            f"{'and horizontal flips ' if finetuning.flip else ''}for training, AdamW, and the best checkpoint by "
+            f"validation {options.metric_for_best_model}."
             if finetuning.augment
             else "Fine-tuned with `hf-vit-port finetune` without augmentation."
         ),
         notes=_notes(finetuning, trainable),
     )
     image_size = to_pair(model.config.image_size)
-    augment = finetune_augmentation(image_size, crop_scale=(finetuning.crop_scale_min, 1.0)) if finetuning.augment else None
+    augment = None
+    if finetuning.augment:
+        augment = finetune_augmentation(image_size, crop_scale=(finetuning.crop_scale_min, 1.0), flip=finetuning.flip)
     return build_run(model, processor, data, options, description, image_augment=augment)
+
+
+def _brief(summary: LoadingSummary) -> str:
+    """The summary's totals, notes and whatever was not loaded as it was (the full table with `-v`)."""
+    lines = [f"Loaded {summary.source}: {summary.totals()}"] + [f"  note: {note}" for note in summary.notes]
+    lines += [f"  {row['name']}: {row['status']} {row['detail']}".rstrip()
+              for row in summary.rows() if row["status"] != LOADED]
+    return "\n".join(lines)
 
 
 def _notes(finetuning: FinetuneOptions, trainable: int | None) -> list[str]:

@@ -88,15 +88,22 @@ def prepare_from_scratch(
             'The recipe of the Keras example "Image classification with Vision Transformer": '
             f"{config.image_size}x{config.image_size} inputs, AdamW (lr {options.learning_rate}, weight decay "
             f"{options.weight_decay}, constant), batch {options.batch_size}, normalisation with the training "
-            f"set's statistics, flips, rotations up to {recipe.rotation} turns and zooms of +-{recipe.zoom:.0%}."
+            f"set's statistics, {_augmentation_words(recipe)}."
         ),
         notes=[
             f"Classifier: '{config.classifier}' pooling into a linear head (the Keras example flattens all tokens "
             "into an MLP head).",
         ],
     )
-    augmentation = keras_augmentation(rotation=recipe.rotation, zoom=recipe.zoom)
+    augmentation = keras_augmentation(rotation=recipe.rotation, zoom=recipe.zoom, flip=recipe.flip) if recipe.augment else None
     return build_run(model, processor, data, options, description, tensor_augment=augmentation)
+
+
+def _augmentation_words(recipe: ScratchOptions) -> str:
+    if not recipe.augment:
+        return "no augmentation"
+    flips = "flips, " if recipe.flip else "no flips, "
+    return f"{flips}rotations up to {recipe.rotation} turns and zooms of +-{recipe.zoom:.0%}"
 
 
 def train_from_scratch(recipe: ScratchOptions, data_options: DataOptions, options: TrainingOptions) -> dict[str, float]:
