@@ -31,6 +31,7 @@ def scripts(args: argparse.Namespace) -> list[tuple[str, list[str]]]:
         ("training", ["training.py", *tiny]),
         ("converting", ["converting.py", *tiny, *work]),
         ("loading", ["loading.py", *tiny, *work]),
+        ("preprocessing", ["preprocessing.py", *tiny]),
         ("gpu", ["gpu.py", *tiny] + (["--device", "cpu"] if args.tiny else [])),
         ("startup", ["startup.py"] + (["--tiny"] if args.tiny else [])),
     ]

@@ -26,7 +26,8 @@ from hf_vit_port.processing import PROCESSOR_CODE_FILES, preprocessor_config
 _DTYPES = {np.dtype(np.float32): "F32"}
 # The plugin's files a repo carries for trust_remote_code: the configuration, the model, the image processor, and
 # what they import.
-_CODE_FILES = ("configuration_vit_port.py", "modeling_vit_port.py", "presets.py", "resample.py", *PROCESSOR_CODE_FILES)
+_CODE_FILES = ("configuration_vit_port.py", "modeling_vit_port.py", "presets.py", "resample.py",
+               *PROCESSOR_CODE_FILES)
 _ALIGNMENT = 8  # safetensors pads its header so that the data starts aligned
 
 

@@ -25,6 +25,8 @@ if TYPE_CHECKING:
     from .modeling_vit_port import ViTPortForImageClassification, ViTPortModel, ViTPortPreTrainedModel
 
 _MODELS = ("ViTPortModel", "ViTPortForImageClassification", "ViTPortPreTrainedModel")
+# What is imported on first use, and from where.
+_LAZY = {**dict.fromkeys(_MODELS, ".modeling_vit_port"), "ViTPortImageProcessor": ".image_processing_vit_port"}
 
 
 class _ModelOnFirstUse(type):
@@ -67,12 +69,8 @@ when_imported("transformers.models.auto.image_processing_auto", _register_image_
 
 
 def __getattr__(name: str) -> Any:
-    if name in _MODELS:
-        value = getattr(importlib.import_module(".modeling_vit_port", __name__), name)
-        globals()[name] = value
-        return value
-    if name == "ViTPortImageProcessor":
-        value = importlib.import_module(".image_processing_vit_port", __name__).ViTPortImageProcessor
+    if name in _LAZY:
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
         globals()[name] = value
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -3,9 +3,9 @@
 The reference is google-research/vision_transformer's eval input pipeline (and big_vision's
 `decode|resize(S)|value_range(-1, 1)`): `tf.image.resize(image, [S, S])`, i.e. bilinear with half-pixel centres and
 *no* antialiasing, on the decoded uint8 pixels in float32, then `(x - 127.5) / 127.5`. PIL's bilinear filter (what
-transformers' `ViTImageProcessor` uses) antialiases when it shrinks, which moves edges by up to ~0.8 on the [-1, 1]
-scale; `torch.nn.functional.interpolate(mode="bilinear", align_corners=False, antialias=False)` computes what
-TensorFlow does (to ~1e-6).
+transformers' `ViTImageProcessor` uses) antialiases when it shrinks, which moves edges by up to ~1 on the [-1, 1]
+scale. The default resize here repeats TensorFlow's arithmetic (equal to its output on the reference photos);
+`torch.nn.functional.interpolate(mode="bilinear", align_corners=False)` agrees with it to float32 rounding.
 
 This file is also copied into converted and trained repos, so that `AutoImageProcessor.from_pretrained(repo,
 trust_remote_code=True)` works without the package: it imports only torch, NumPy, PIL, transformers and `images.py`.
@@ -45,8 +45,7 @@ class ViTPortImageProcessor(BaseImageProcessor):
     exactly `(x - 127.5) / 127.5`, the [-1, 1] scale the checkpoints were trained on.
 
     Takes PIL images of any mode, NumPy arrays and torch tensors (HWC or CHW, 2-D for grayscale, 4-D for batches),
-    one or a list, in any sizes; returns `pixel_values` of shape (batch, 3, height, width). Images of one size are
-    resized together in one call.
+    paths, one or a list, in any sizes; returns `pixel_values` of shape (batch, 3, height, width).
 
     Args:
         size: output `{"height": h, "width": w}` (or an int for a square).
@@ -119,47 +118,86 @@ class ViTPortImageProcessor(BaseImageProcessor):
         raise ValueError(f"{type(self).__name__}: return_tensors must be 'pt', 'np' or None, not {return_tensors!r}")
 
     def _process(self, arrays: list[np.ndarray], settings: dict[str, Any]) -> torch.Tensor:
-        """Resize images of one shape together, then rescale and normalise the whole batch in one step."""
-        groups: dict[tuple[Any, ...], list[int]] = {}
+        """Each image resized straight into its place in the batch, then the batch rescaled and normalised at once.
+        (One at a time costs nothing here: the default resize reads only the source pixels it needs.)"""
+        pixels: np.ndarray | None = None
         for index, array in enumerate(arrays):
-            groups.setdefault((array.shape, array.dtype.str), []).append(index)
-        results: list[torch.Tensor | None] = [None] * len(arrays)
-        for indices in groups.values():
-            # (N, H, W, C) viewed as (N, C, H, W): channels-last memory, which interpolate handles fastest on CPU.
-            batch = torch.from_numpy(np.stack([arrays[i] for i in indices])).permute(0, 3, 1, 2).float()
+            image = array[None]
             if settings["do_resize"]:
-                batch = resize(batch, settings["size"], settings["resample"], settings["antialias"])
-            for position, index in enumerate(indices):
-                results[index] = batch[position]
-        pixels = torch.stack(results).contiguous()
-        return rescale_and_normalize(pixels, settings)
+                image = resize(image, settings["size"], settings["resample"], settings["antialias"])
+            if pixels is None:
+                pixels = np.empty((len(arrays), *image.shape[1:]), np.float32)
+            elif pixels.shape[1:] != image.shape[1:]:
+                raise ValueError(f"images of different sizes cannot be batched without resizing: "
+                                 f"{pixels.shape[1:3]} and {image.shape[1:3]}")
+            pixels[index] = image[0]
+        pixels = rescale_and_normalize(pixels, settings)
+        return torch.from_numpy(np.ascontiguousarray(pixels.transpose(0, 3, 1, 2)))
 
 
-def resize(batch: torch.Tensor, size: dict[str, int], resample: str | int, antialias: bool) -> torch.Tensor:
-    """(N, C, H, W) float pixels resized to `size` as tf.image.resize does (half-pixel centres)."""
+def resize(batch: np.ndarray, size: dict[str, int], resample: str | int, antialias: bool) -> np.ndarray:
+    """(N, H, W, C) pixels (any dtype) resized to `size`, float32 (N, height, width, C). Bilinear without
+    antialiasing is tf.image.resize's arithmetic; the other filters are torch's `interpolate` (half-pixel centres;
+    its bicubic uses a = -0.75, where TensorFlow and PIL use -0.5)."""
     target = (size["height"], size["width"])
-    if tuple(batch.shape[-2:]) == target:
-        return batch  # what TF and torch give at the same size: the pixels themselves
     mode = RESAMPLE_MODES[resample_name(resample)]
-    if mode == "nearest-exact":
-        if antialias:
-            raise ValueError("antialias applies to 'bilinear' and 'bicubic' resampling, not 'nearest'")
-        return torch.nn.functional.interpolate(batch, size=target, mode=mode)
-    return torch.nn.functional.interpolate(batch, size=target, mode=mode, align_corners=False, antialias=antialias)
+    if mode == "nearest-exact" and antialias:
+        raise ValueError("antialias applies to 'bilinear' and 'bicubic' resampling, not 'nearest'")
+    if tuple(batch.shape[1:3]) == target:
+        return batch.astype(np.float32)  # what TF and torch give at the same size: the pixels themselves
+    if mode == "bilinear" and not antialias:
+        return _bilinear(batch, target)
+    # (N, H, W, C) viewed as (N, C, H, W): channels-last memory, which interpolate handles fastest on CPU.
+    tensor = torch.from_numpy(batch if batch.flags.writeable else batch.copy()).permute(0, 3, 1, 2).float()
+    extra = {} if mode == "nearest-exact" else {"align_corners": False, "antialias": antialias}
+    resized = torch.nn.functional.interpolate(tensor, size=target, mode=mode, **extra)
+    return resized.permute(0, 2, 3, 1).numpy()
 
 
-def rescale_and_normalize(pixels: torch.Tensor, settings: dict[str, Any]) -> torch.Tensor:
-    """`(x * factor - mean) / std` as `(x - mean / factor) / (std / factor)` in float32: with the defaults that is
-    `(x - 127.5) / 127.5`, the very operations of the original pipeline."""
+def _bilinear(batch: np.ndarray, target: tuple[int, int]) -> np.ndarray:
+    """TensorFlow's bilinear resize (half-pixel centres, no antialiasing), its arithmetic step for step in float32.
+
+    Without antialiasing an output pixel reads only the 2x2 source pixels around its centre, so those are gathered
+    first (still 8-bit) and only they become float: the cost follows the output size, not the photo's. In NumPy,
+    single-threaded, because on small arrays torch's threads cost more than they save on a busy machine."""
+    count, height, width, channels = batch.shape
+    top, bottom, y_lerp = _source_positions(height, target[0])
+    left, right, x_lerp = _source_positions(width, target[1])
+    # Columns and channels as one axis, so that every step runs over contiguous memory.
+    rows = batch.reshape(count, height, width * channels)
+    left, right = (np.add.outer(columns * channels, np.arange(channels)).ravel() for columns in (left, right))
+    x_lerp, y_lerp = np.repeat(x_lerp, channels), y_lerp.reshape(1, -1, 1)
+    upper, lower = rows[:, top], rows[:, bottom]
+    upper_row, lower_row = upper[:, :, left].astype(np.float32), lower[:, :, left].astype(np.float32)
+    upper_row += (upper[:, :, right] - upper_row) * x_lerp
+    lower_row += (lower[:, :, right] - lower_row) * x_lerp
+    upper_row += (lower_row - upper_row) * y_lerp
+    return upper_row.reshape(count, target[0], target[1], channels)
+
+
+def _source_positions(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each output row (or column): the source rows below and above its centre and the weight of the upper,
+    as TF computes them (float32 scale, centre at (i + 0.5) * scale - 0.5, clamped to the image)."""
+    scale = np.float32(in_size) / np.float32(out_size)
+    centre = (np.arange(out_size, dtype=np.float32) + np.float32(0.5)) * scale - np.float32(0.5)
+    floor = np.floor(centre)
+    low = np.maximum(floor, 0).astype(np.intp)
+    high = np.minimum(np.ceil(centre), in_size - 1).astype(np.intp)
+    return low, high, (centre - floor).astype(np.float32)
+
+
+def rescale_and_normalize(pixels: np.ndarray, settings: dict[str, Any]) -> np.ndarray:
+    """(N, H, W, C) float32: `(x * factor - mean) / std` as `(x - mean / factor) / (std / factor)`; with the
+    defaults that is `(x - 127.5) / 127.5`, the very operations of the original pipeline."""
     factor = settings["rescale_factor"] if settings["do_rescale"] else 1.0
     if not settings["do_normalize"]:
-        return pixels * factor if settings["do_rescale"] else pixels
-    channels = pixels.shape[1]
+        return pixels * np.float32(factor) if settings["do_rescale"] else pixels
+    channels = pixels.shape[-1]
     mean = _per_channel(settings["image_mean"], "image_mean", channels)
     std = _per_channel(settings["image_std"], "image_std", channels)
-    offset = torch.tensor([m / factor for m in mean], dtype=torch.float32).view(1, -1, 1, 1)
-    divisor = torch.tensor([s / factor for s in std], dtype=torch.float32).view(1, -1, 1, 1)
-    return (pixels - offset) / divisor
+    pixels -= np.array([m / factor for m in mean], dtype=np.float32)
+    pixels /= np.array([s / factor for s in std], dtype=np.float32)
+    return pixels
 
 
 def size_dict(size: int | Sequence[int] | dict[str, int]) -> dict[str, int]:

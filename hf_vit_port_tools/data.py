@@ -262,8 +262,10 @@ class ExampleTransform:
         tensor_augment: Callable | None = None,
         randomness: Callable[[int], torch.Generator] | None = None,
         max_pixels: int | None = DEFAULT_MAX_PIXELS,
+        jpeg_decoder: str = "pil",
     ):
         self.processor = processor
+        self.jpeg_decoder = jpeg_decoder
         self.image_column = image_column
         self.label_column = label_column
         self.image_augment = image_augment
@@ -272,7 +274,8 @@ class ExampleTransform:
         self.max_pixels = max_pixels
 
     def __call__(self, batch: dict[str, list], indices: Sequence[int] | None = None) -> dict[str, Any]:
-        images = [open_image(cell, max_pixels=self.max_pixels) for cell in batch[self.image_column]]
+        images = [open_image(cell, max_pixels=self.max_pixels, jpeg_decoder=self.jpeg_decoder)
+                  for cell in batch[self.image_column]]
         generators = [None] * len(images)
         if self.randomness is not None and indices is not None:
             generators = [self.randomness(index) for index in indices]

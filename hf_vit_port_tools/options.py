@@ -307,6 +307,9 @@ class PredictOptions:
     top_k: int = option(5, "labels shown per image")
     batch_size: int = option(16, "images per forward pass")
     max_pixels: int | None = option(None, "refuse images with more pixels (decompression bombs; default: PIL's 89,478,485)")
+    jpeg_decoder: Literal["pil", "tf-default"] = option(
+        "pil", "JPEG decoding: pil (accurate DCT) or tf-default (TensorFlow's default fast DCT, as the original "
+        "pipelines decoded; needs the jpeg extra)")
 
 
 @dataclass(kw_only=True)
@@ -318,6 +321,9 @@ class EvaluateOptions:
     top_k: int = option(5, "k of top-k accuracy")
     max_samples: int | None = option(None, "evaluate N examples only, drawn across the classes in proportion (fixed seed)")
     output: Path | None = option(None, "also write the report as JSON to this file")
+    jpeg_decoder: Literal["pil", "tf-default"] = option(
+        "pil", "JPEG decoding: pil (accurate DCT) or tf-default (TensorFlow's default fast DCT, as the original "
+        "pipelines decoded; needs the jpeg extra)")
 
 
 @dataclass(kw_only=True)

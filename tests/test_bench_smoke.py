@@ -21,6 +21,7 @@ SCRIPTS = {
     "converting": (["--work-dir", "{work}"], ["convert_noverify_tiny", "convert_verified_tiny",
                                                "convert_noverify_peak_rss_tiny"]),
     "loading": (["--work-dir", "{work}"], ["from_pretrained_tiny"]),
+    "preprocessing": ([], ["preprocess_224_single", "preprocess_224_bs8"]),
     "gpu": (["--device", "cpu"], ["gpu_inference_bf16_tiny_bs4", "gpu_train_step_bf16_autocast_tiny_bs4"]),
     "startup": ([], ["import_hf_vit_port", "command_help", "command_list", "command_predict_missing_file"]),
 }

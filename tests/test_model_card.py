@@ -284,3 +284,12 @@ def test_card_round_trips_through_the_hub_parser(name, fmt, verification):
     assert type(reparsed.data)(**reparsed.data.to_dict()).to_dict() == card.data.to_dict()
     if card.data.eval_results:
         assert reparsed.data.eval_results == card.data.eval_results
+
+
+def test_cards_say_which_image_processor_the_repo_carries():
+    ported = card_for(AUGREG_B16_384).text.split("## Preprocessing")[1].split("## Usage")[0]
+    assert "ViTPortImageProcessor" in ported and "equals TensorFlow's" in ported
+    stock = card_for(AUGREG_B16_384, fmt="stock").text.split("## Preprocessing")[1].split("## Usage")[0]
+    assert "carries transformers' `ViTImageProcessor`" in stock
+    assert "up to 1.17 on the [-1, 1] scale at 224 px" in stock  # how far it is from the original
+    assert "ViTPortImageProcessor(size=384)" in stock

@@ -72,6 +72,17 @@ def test_whole_output_equals_tensorflow(name):
     np.testing.assert_allclose(pixels[0].transpose(1, 2, 0), REFERENCE[f"{name}.224.full"], rtol=0, atol=1e-5)
 
 
+@pytest.mark.parametrize("shape", [(600, 512, 224, 224), (7, 5, 224, 3), (224, 224, 100, 300), (1, 1, 4, 4)])
+def test_default_resize_agrees_with_torch_bilinear_at_any_geometry(shape):
+    # Shrinking, growing, one pixel, non-square: the gather-and-lerp resize is the same bilinear as torch's.
+    height, width, out_height, out_width = shape
+    pixels = np.random.default_rng(0).integers(0, 256, (height, width, 3), dtype=np.uint8)
+    ours = ViTPortImageProcessor(size=(out_height, out_width), do_rescale=False, do_normalize=False)
+    expected = torch.nn.functional.interpolate(torch.from_numpy(pixels).permute(2, 0, 1)[None].float(),
+                                               size=(out_height, out_width), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(ours(pixels, return_tensors="pt").pixel_values, expected, rtol=0, atol=5e-3)
+
+
 def test_transformers_vit_processor_is_measurably_not_the_original():
     # Why the processor exists: PIL's antialiased bilinear filter moves edges far beyond float error.
     image = photo("grace_hopper")
@@ -180,6 +191,22 @@ def reference_logits(directory: Path, name: str = "grace_hopper") -> torch.Tenso
     model = ViTPortForImageClassification.from_pretrained(directory).eval()
     with torch.no_grad():
         return model(torch.from_numpy(REFERENCE[f"{name}.224.full"]).permute(2, 0, 1)[None]).logits[0]
+
+
+REGISTERED = ("from transformers.models.auto.image_processing_auto import IMAGE_PROCESSOR_MAPPING\n"
+              "print(IMAGE_PROCESSOR_MAPPING[hf_vit_port.ViTPortConfig]['pil'].__name__)\n")
+
+
+@pytest.mark.parametrize("script", [
+    # `import hf_vit_port` stays light: the processor is registered when transformers imports AutoImageProcessor.
+    "import sys, hf_vit_port\nprint('transformers.image_processing_utils' in sys.modules)\n"
+    "from transformers import AutoImageProcessor\n" + REGISTERED,
+    "from transformers import AutoImageProcessor\nimport hf_vit_port\nprint(False)\n" + REGISTERED,
+], ids=["package first", "transformers first"])
+def test_registered_with_auto_image_processor_whichever_is_imported_first(script):
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split() == ["False", "ViTPortImageProcessor"]
 
 
 def test_converted_repo_carries_the_processor_and_its_code(converted):
@@ -319,3 +346,44 @@ def test_open_image_is_what_the_processor_takes_from_a_path():
     path = photo_path("logo2")
     torch.testing.assert_close(processor(str(path), return_tensors="pt").pixel_values,
                                processor(open_image(path), return_tensors="pt").pixel_values, rtol=0, atol=0)
+
+
+# --- TensorFlow's default JPEG decode, opt-in ------------------------------------------------------------------
+
+
+def test_tf_default_jpeg_decoder_is_tensorflows_decode_bit_for_bit():
+    path = photo_path("grace_hopper")
+    pixels = np.asarray(open_image(path, jpeg_decoder="tf-default"))
+    digest = hashlib.sha256(np.ascontiguousarray(pixels).tobytes()).hexdigest()
+    assert digest == REFERENCE["grace_hopper.tf_default_decode.rgb_sha256"].item()
+    rows, cols = REFERENCE["grace_hopper.tf_default_decode.rows"], REFERENCE["grace_hopper.tf_default_decode.cols"]
+    np.testing.assert_array_equal(pixels[rows, cols], REFERENCE["grace_hopper.tf_default_decode.values"])
+    accurate = np.asarray(open_image(path)).astype(int)
+    assert np.abs(accurate - pixels).max() > 0  # the default (PIL's accurate DCT) is another decode
+    with pytest.raises(ValueError, match="tf-default"):
+        open_image(path, jpeg_decoder="fast")
+
+
+def test_tf_default_jpeg_decoder_keeps_the_exif_orientation(tmp_path):
+    exif = Image.Exif()
+    exif[0x0112] = 6  # stored rotated: shown turned 90 degrees
+    path = tmp_path / "rotated.jpg"
+    photo("chelsea").save(path, exif=exif.tobytes(), quality=90)
+    accurate, fast = open_image(path), open_image(path, jpeg_decoder="tf-default")
+    assert accurate.size == fast.size == (300, 451)
+    assert np.abs(np.asarray(accurate).astype(int) - np.asarray(fast)).mean() < 3
+
+
+def test_predict_command_with_the_tf_default_decoder(converted, capsys):
+    from test_training import cli
+
+    directory, path = converted / "classifier", photo_path("grace_hopper")
+    model = ViTPortForImageClassification.from_pretrained(directory).eval()
+    processor = make_image_processor(model.config)
+    with torch.no_grad():
+        best, accurate = (model(processor(open_image(path, jpeg_decoder=decoder), return_tensors="pt").pixel_values)
+                          .logits.softmax(-1).max().item() for decoder in ("tf-default", "pil"))
+    assert abs(best - accurate) > 2e-4  # the printed score tells the decoders apart
+    assert cli("predict", path, "--model", directory, "--top-k", "1", "--jpeg-decoder", "tf-default") == 0
+    printed = capsys.readouterr().out.splitlines()
+    assert float(printed[1].split()[0]) == pytest.approx(best, abs=1e-4)

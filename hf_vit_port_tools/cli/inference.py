@@ -38,7 +38,8 @@ def predict(options: PredictOptions) -> int:
     processor = image_processor_for(options.model, model.config)
     max_pixels = options.max_pixels if options.max_pixels is not None else DEFAULT_MAX_PIXELS
     predictions, errors = predict_images(options.images, model, processor, top_k=options.top_k,
-                                         batch_size=options.batch_size, max_pixels=max_pixels)
+                                         batch_size=options.batch_size, max_pixels=max_pixels,
+                                         jpeg_decoder=options.jpeg_decoder)
     for prediction in predictions:
         print(format_prediction(prediction))
     for error in errors:

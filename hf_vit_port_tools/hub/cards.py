@@ -283,6 +283,7 @@ def _template_values(
         "auto_class": "AutoModelForImageClassification" if is_classifier else "AutoModel",
         "stock_class": "ViTForImageClassification" if is_classifier else "ViTModel",
         "pooled_size": config.pooled_size,
+        "image_size_value": config.image_size if isinstance(config.image_size, int) else tuple(config.image_size),
         "is_augreg": checkpoint is not None and checkpoint.collection == "augreg",
         "known_origin": checkpoint is not None,
     }

@@ -233,7 +233,7 @@ def evaluate_dataset(
         raise no_head_error(options.model, "evaluate")
     processor = image_processor_for(options.model, model.config)
     mapping = label_mapping(class_names, model.config.id2label, dict(label_map.label_map) if label_map else None)
-    transformed = with_transform(data, processor, image_column, label_column)
+    transformed = with_transform(data, processor, image_column, label_column, jpeg_decoder=options.jpeg_decoder)
     logits, labels = predict_logits(model, transformed, batch_size=options.batch_size, num_workers=options.num_workers)
     report = compute_report(logits, labels, class_names, mapping, k=options.top_k, skipped=[str(e) for e in errors])
     if options.output is not None:

@@ -46,10 +46,12 @@ def predict_images(
     batch_size: int = 16,
     max_pixels: int | None = DEFAULT_MAX_PIXELS,
     device: str | torch.device | None = None,
+    jpeg_decoder: str = "pil",
 ) -> tuple[list[Prediction], list[BadImageError]]:
     """
     Predictions for each image among `sources` (files, folders — expanded to the images inside — and URLs),
-    and the errors of those that could not be read (which are skipped, not fatal).
+    and the errors of those that could not be read (which are skipped, not fatal). `jpeg_decoder`: see
+    `hf_vit_port.images.JPEG_DECODERS`.
     """
     device = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     model = model.to(device).eval()
@@ -71,7 +73,7 @@ def predict_images(
 
     for source in expand_sources(sources):
         try:
-            pending.append((source, open_image(source, max_pixels=max_pixels)))
+            pending.append((source, open_image(source, max_pixels=max_pixels, jpeg_decoder=jpeg_decoder)))
         except BadImageError as error:
             errors.append(error)
         if len(pending) >= batch_size:
