@@ -33,6 +33,9 @@ def _train(run: TrainingRun) -> int:
         shown = {k: v for k, v in metrics.items()
                  if k.endswith(("accuracy", "_loss")) and not k.startswith("train_subset")}
         print(json.dumps(shown, indent=2))
-        print(f"Saved the model, processor, scores (*_results.json), training_curves.png and README.md to "
-              f"{run.options.output_dir}")
+        if run.options.eval_only:
+            print(f"Saved the scores (*_results.json) to {run.options.output_dir}")
+        else:
+            print(f"Saved the model, processor, scores (*_results.json), training_curves.png and README.md to "
+                  f"{run.options.output_dir}")
     return 0
