@@ -314,42 +314,11 @@ def test_finetune_cli_linear_probe_trains_only_the_head(tmp_path, capsys):
     base = save_tiny_repo(tmp_path / "base")
     output = tmp_path / "probe"
     assert (
-        cli(
-            "finetune",
-            "--model",
-            base,
-            "--dataset",
-            f"imagefolder:{data_dir}",
-            "--output",
-            output,
-            "--max-steps",
-            "3",
-            "--batch-size",
-            "8",
-            "--learning-rate",
-            "0.01",
-            "--linear-probe",
-            "--num-workers",
-            "0",
-            "--eval-strategy",
-            "steps",
-            "--eval-steps",
-            "3",
-            "--train-eval-samples",
-            "0",
-            "--seed",
-            "1",
-            "--precision",
-            "fp32",
-            "--label-smoothing",
-            "0.1",
-            "--weight-decay",
-            "0.01",
-            "--warmup",
-            "1",
-            "--lr-scheduler",
-            "linear",
-        )
+        cli("finetune", "--model", base, "--dataset", f"imagefolder:{data_dir}", "--output", output, "--max-steps",
+            "3", "--batch-size", "8", "--learning-rate", "0.01", "--linear-probe", "--num-workers", "0",
+            "--eval-strategy", "steps", "--eval-steps", "3", "--train-eval-samples", "0", "--seed", "1",
+            "--precision", "fp32", "--label-smoothing", "0.1", "--weight-decay", "0.01", "--warmup", "1",
+            "--lr-scheduler", "linear")
         == 0
     )
     printed = capsys.readouterr().out
@@ -457,31 +426,9 @@ def test_from_scratch_recipe_runs_end_to_end(tmp_path, capsys):
     make_colour_folder(root / "test", classes=("red", "green", "blue", "yellow"), per_class=6, seed=2)
     output = tmp_path / "scratch"
     assert (
-        cli(
-            "train-from-scratch",
-            "--dataset",
-            f"imagefolder:{root}",
-            "--output",
-            output,
-            "--image-size",
-            "32",
-            "--patch-size",
-            "8",
-            "--hidden-size",
-            "32",
-            "--num-layers",
-            "2",
-            "--intermediate-size",
-            "64",
-            "--epochs",
-            "2",
-            "--batch-size",
-            "32",
-            "--num-workers",
-            "0",
-            "--train-eval-samples",
-            "16",
-        )
+        cli("train-from-scratch", "--dataset", f"imagefolder:{root}", "--output", output, "--image-size", "32",
+            "--patch-size", "8", "--hidden-size", "32", "--num-layers", "2", "--intermediate-size", "64",
+            "--epochs", "2", "--batch-size", "32", "--num-workers", "0", "--train-eval-samples", "16")
         == 0
     )
     printed = capsys.readouterr().out
