@@ -6,23 +6,25 @@ import json
 
 from ..hub.push import check_repo_id
 from ..options import DataOptions, FinetuneOptions, ScratchOptions, TrainingOptions
+from ..training.arguments import check_training_options
 from ..training.finetune import prepare_finetuning
 from ..training.scratch import prepare_from_scratch
 from ..training.trainer import TrainingRun, run_training
 
 
 def finetune(finetuning: FinetuneOptions, data: DataOptions, options: TrainingOptions) -> int:
-    _check_push_target(options)
+    _check_early(options)
     return _train(prepare_finetuning(finetuning, data, options))
 
 
 def train_from_scratch(recipe: ScratchOptions, data: DataOptions, options: TrainingOptions) -> int:
-    _check_push_target(options)
+    _check_early(options)
     return _train(prepare_from_scratch(recipe, data, options))
 
 
-def _check_push_target(options: TrainingOptions) -> None:
-    """A malformed --push-to-hub id is refused before training, not after it."""
+def _check_early(options: TrainingOptions) -> None:
+    """A malformed --push-to-hub id or --training-arg is refused before loading and training, not after."""
+    check_training_options(options)
     if options.push_to_hub:
         check_repo_id(options.push_to_hub)
 
