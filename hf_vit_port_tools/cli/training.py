@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
+
+import transformers
 
 from ..hub.push import check_repo_id
 from ..options import DataOptions, FinetuneOptions, ScratchOptions, TrainingOptions
 from ..training.arguments import check_training_options
-from ..training.finetune import prepare_finetuning
+from ..training.finetune import is_main_process, prepare_finetuning
 from ..training.scratch import prepare_from_scratch
 from ..training.trainer import TrainingRun, run_training
 
@@ -23,7 +26,11 @@ def train_from_scratch(recipe: ScratchOptions, data: DataOptions, options: Train
 
 
 def _check_early(options: TrainingOptions) -> None:
-    """A malformed --push-to-hub id or --training-arg is refused before loading and training, not after."""
+    """A malformed --push-to-hub id or --training-arg is refused before loading and training, not after. The other
+    ranks of a distributed launch report errors only: loading reports and warnings come once, from rank 0."""
+    if not is_main_process():
+        logging.getLogger("hf_vit_port").setLevel(logging.ERROR)
+        transformers.logging.set_verbosity_error()
     check_training_options(options)
     if options.push_to_hub:
         check_repo_id(options.push_to_hub)
