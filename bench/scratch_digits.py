@@ -1,6 +1,6 @@
 """From scratch on real images: the `train-from-scratch` recipe on scikit-learn's bundled digits, with and without flips.
 
-    python bench/scratch_digits.py                          # 20 epochs, flip and --no-flip, about 2 x 6 min on 1 core
+    python bench/scratch_digits.py                          # 20 epochs, flip and --no-flip: about 1 h each on 1 core
     python bench/scratch_digits.py --epochs 5 --variants no-flip
     OMP_NUM_THREADS=1 python bench/scratch_digits.py --json-out digits.json
 

@@ -37,6 +37,8 @@ def _transformers_config_fields() -> frozenset[str]:
     from transformers import GenerationConfig
 
     return frozenset(PretrainedConfig().to_dict()) | frozenset(GenerationConfig().to_dict())
+
+
 # Far above any ViT ever trained (ViT-22B: width 6144, 48 layers, MLP 24576), and far below what would make a config
 # file (or the header of an .npz array) allocate or loop for minutes before failing.
 SIZE_LIMITS = {

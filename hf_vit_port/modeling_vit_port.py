@@ -408,7 +408,7 @@ class ViTPortForImageClassification(ViTPortPreTrainedModel):
         if labels is not None:
             if self.config.num_labels == 0:
                 raise ValueError("This model has no classification head (num_labels=0), so it cannot compute a loss.")
-            # `num_items_in_batch` (from the Trainer) makes the loss a mean over the whole accumulated, all-process batch.
+            # The Trainer's `num_items_in_batch`: the mean over the whole batch (all processes, accumulated steps).
             loss = self.loss_function(labels, logits, self.config, **kwargs)
         return ImageClassifierOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions

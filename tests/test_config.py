@@ -101,6 +101,18 @@ def test_unknown_fields_from_a_newer_version_load_with_a_warning(tmp_path, caplo
     assert "future_field" in caplog.text and "newer" in caplog.text
 
 
+def test_fields_transformers_writes_are_not_taken_for_a_newer_version(tmp_path, caplog):
+    config = ViTPortConfig.from_preset("Ti/16")
+    config.use_cache = False  # what transformers' Trainer sets on every model it trains (TrainingArguments.use_cache)
+    config.save_pretrained(tmp_path)
+    written = json.loads((tmp_path / "config.json").read_text())
+    assert written["use_cache"] is False
+    (tmp_path / "config.json").write_text(json.dumps({**written, "future_field": 1}))
+    with caplog.at_level("WARNING", logger="hf_vit_port.configuration_vit_port"):
+        ViTPortConfig.from_pretrained(tmp_path)
+    assert "future_field" in caplog.text and "use_cache" not in caplog.text
+
+
 def test_known_configs_load_without_warnings(tmp_path, caplog):
     ViTPortConfig.from_preset("Ti/16").save_pretrained(tmp_path)
     with caplog.at_level("WARNING", logger="hf_vit_port.configuration_vit_port"):

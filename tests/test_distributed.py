@@ -75,3 +75,23 @@ def test_logged_loss_is_the_single_process_loss(runs, run):
     assert losses == pytest.approx(single_losses, rel=1e-4)
     assert grad_norms == pytest.approx(single_grad_norms, rel=1e-3)
     assert eval_loss == pytest.approx(single_eval_loss, rel=1e-4)
+
+
+def test_a_launch_that_is_not_distributed_says_so(monkeypatch, capsys, caplog):
+    """`accelerate launch --cpu --num_processes 2` without MPI starts one process with MASTER_ADDR set and no
+    WORLD_SIZE: the run trains on one process and says so."""
+    from types import SimpleNamespace
+
+    from hf_vit_port_tools.training.trainer import announce_processes
+
+    trainer = SimpleNamespace(args=SimpleNamespace(world_size=1, device=SimpleNamespace(type="cpu")),
+                              is_world_process_zero=lambda: True)
+    monkeypatch.delenv("WORLD_SIZE", raising=False)
+    monkeypatch.delenv("MASTER_ADDR", raising=False)
+    monkeypatch.setenv("ACCELERATE_MIXED_PRECISION", "no")
+    announce_processes(trainer)
+    assert capsys.readouterr().out == "Training on 1 process (cpu).\n" and "torchrun" not in caplog.text
+    monkeypatch.setenv("MASTER_ADDR", "127.0.0.1")
+    with caplog.at_level("WARNING", logger="hf_vit_port_tools.training.trainer"):
+        announce_processes(trainer)
+    assert "started this one alone" in caplog.text and "use torchrun" in caplog.text

@@ -314,42 +314,11 @@ def test_finetune_cli_linear_probe_trains_only_the_head(tmp_path, capsys):
     base = save_tiny_repo(tmp_path / "base")
     output = tmp_path / "probe"
     assert (
-        cli(
-            "finetune",
-            "--model",
-            base,
-            "--dataset",
-            f"imagefolder:{data_dir}",
-            "--output",
-            output,
-            "--max-steps",
-            "3",
-            "--batch-size",
-            "8",
-            "--learning-rate",
-            "0.01",
-            "--linear-probe",
-            "--num-workers",
-            "0",
-            "--eval-strategy",
-            "steps",
-            "--eval-steps",
-            "3",
-            "--train-eval-samples",
-            "0",
-            "--seed",
-            "1",
-            "--precision",
-            "fp32",
-            "--label-smoothing",
-            "0.1",
-            "--weight-decay",
-            "0.01",
-            "--warmup",
-            "1",
-            "--lr-scheduler",
-            "linear",
-        )
+        cli("finetune", "--model", base, "--dataset", f"imagefolder:{data_dir}", "--output", output, "--max-steps",
+            "3", "--batch-size", "8", "--learning-rate", "0.01", "--linear-probe", "--num-workers", "0",
+            "--eval-strategy", "steps", "--eval-steps", "3", "--train-eval-samples", "0", "--seed", "1",
+            "--precision", "fp32", "--label-smoothing", "0.1", "--weight-decay", "0.01", "--warmup", "1",
+            "--lr-scheduler", "linear")
         == 0
     )
     printed = capsys.readouterr().out
@@ -375,12 +344,57 @@ def test_training_arguments_follow_the_options(tmp_path):
     assert args.load_best_model_at_end and args.metric_for_best_model == "accuracy" and args.greater_is_better
     assert args.eval_strategy == args.save_strategy == "epoch"
     assert args.gradient_accumulation_steps == 4 and args.label_smoothing_factor == 0.1 and args.warmup_steps == 0.1
-    assert args.remove_unused_columns is False
+    assert args.remove_unused_columns is False and args.ddp_find_unused_parameters is False
+    assert not args.torch_compile
     if not torch.cuda.is_available():
         assert resolve_precision("auto") == (False, False)
         with pytest.raises(ValueError, match="CUDA"):
             resolve_precision("fp16")
     assert resolve_precision("bf16") == (True, False)
+
+
+def test_flags_of_the_training_commands_reach_the_trainer(tmp_path):
+    """--metric-for-best-model, --torch-compile, --resume[-from-checkpoint], --training-arg, --no-flip, --eval-only."""
+    from hf_vit_port_tools.cli import COMMANDS, build_parser
+    from hf_vit_port_tools.cli.flags import build
+    from hf_vit_port_tools.options import FinetuneOptions, ScratchOptions, TrainingOptions
+    from hf_vit_port_tools.training.arguments import training_arguments
+
+    def parsed(command, options_class, *argv):
+        namespace = build_parser().parse_args([command, "--dataset", "d", "--output", str(tmp_path), *argv])
+        return build(options_class, namespace, COMMANDS[command].defaults)
+
+    options = parsed("finetune", TrainingOptions, "--model", "m", "--metric-for-best-model", "loss", "--torch-compile",
+                     "--training-arg", "dataloader_drop_last=true", "--training-arg", "eval_delay=2", "--resume")
+    assert options.extra_arguments == {"dataloader_drop_last": True, "eval_delay": 2}
+    assert options.resume_from_checkpoint == "last" and not options.eval_only
+    args = training_arguments(options)
+    assert args.metric_for_best_model == "loss" and args.greater_is_better is False and args.torch_compile
+    assert args.dataloader_drop_last is True and args.eval_delay == 2
+    assert parsed("finetune", TrainingOptions, "--model", "m", "--resume-from-checkpoint", "runs/checkpoint-9",
+                  "--eval-only").resume_from_checkpoint == "runs/checkpoint-9"
+    assert parsed("finetune", TrainingOptions, "--model", "m").extra_arguments == {}
+    recipe = parsed("train-from-scratch", ScratchOptions, "--no-flip")
+    assert recipe.augment and not recipe.flip
+    assert not parsed("finetune", FinetuneOptions, "--model", "m", "--no-augment").augment
+    with pytest.raises(ValueError, match="--training-arg: TrainingArguments has no field 'learning_rat'"):
+        training_arguments(TrainingOptions(output_dir=str(tmp_path), extra_arguments={"learning_rat": 1.0}))
+
+
+def test_eval_only_scores_the_model_as_loaded_and_trains_nothing(tmp_path, capsys):
+    data_dir = make_colour_folder(tmp_path / "colours", per_class=8)
+    base = save_tiny_repo(tmp_path / "base", id2label={0: "blue", 1: "green", 2: "red"}, randomise_head=True)
+    output = tmp_path / "scores"
+    assert cli("finetune", "--model", base, "--dataset", f"imagefolder:{data_dir}", "--output", output, "--eval-only",
+               "--num-workers", "0", "--train-eval-samples", "0") == 0
+    printed = capsys.readouterr().out
+    assert '"eval_accuracy"' in printed and "Saved the scores" in printed and "Training on" not in printed
+    assert (output / "eval_results.json").is_file()
+    assert not (output / "model.safetensors").exists() and not list(output.glob("checkpoint-*"))
+    assert not (output / "train_results.json").exists()
+    code = cli("finetune", "--model", base, "--dataset", f"imagefolder:{data_dir}", "--output", output,
+               "--resume-from-checkpoint", tmp_path / "nowhere")
+    assert code == 2 and "--resume-from-checkpoint" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------------------------------------------
@@ -412,31 +426,9 @@ def test_from_scratch_recipe_runs_end_to_end(tmp_path, capsys):
     make_colour_folder(root / "test", classes=("red", "green", "blue", "yellow"), per_class=6, seed=2)
     output = tmp_path / "scratch"
     assert (
-        cli(
-            "train-from-scratch",
-            "--dataset",
-            f"imagefolder:{root}",
-            "--output",
-            output,
-            "--image-size",
-            "32",
-            "--patch-size",
-            "8",
-            "--hidden-size",
-            "32",
-            "--num-layers",
-            "2",
-            "--intermediate-size",
-            "64",
-            "--epochs",
-            "2",
-            "--batch-size",
-            "32",
-            "--num-workers",
-            "0",
-            "--train-eval-samples",
-            "16",
-        )
+        cli("train-from-scratch", "--dataset", f"imagefolder:{root}", "--output", output, "--image-size", "32",
+            "--patch-size", "8", "--hidden-size", "32", "--num-layers", "2", "--intermediate-size", "64",
+            "--epochs", "2", "--batch-size", "32", "--num-workers", "0", "--train-eval-samples", "16")
         == 0
     )
     printed = capsys.readouterr().out

@@ -27,6 +27,15 @@ def resolve_precision(precision: Precision) -> tuple[bool, bool]:
     raise ValueError(f"precision must be auto, bf16, fp16 or fp32, got {precision!r}.")
 
 
+def check_training_options(options: TrainingOptions) -> None:
+    """Refuse settings that cannot make `TrainingArguments`, before any data or model is loaded."""
+    if options.eval_strategy == "steps" and not options.eval_steps:
+        raise ValueError("--eval-strategy steps needs --eval-steps.")
+    unknown = sorted(set(options.extra_arguments) - _argument_names())
+    if unknown:
+        raise ValueError(f"--training-arg: TrainingArguments has no field {', '.join(map(repr, unknown))}.")
+
+
 def training_arguments(options: TrainingOptions) -> TrainingArguments:
     """
     `TrainingArguments` for `options`: evaluation and checkpointing on the same schedule, the best checkpoint by
@@ -36,11 +45,7 @@ def training_arguments(options: TrainingOptions) -> TrainingArguments:
     import torch
     from transformers import TrainingArguments
 
-    if options.eval_strategy == "steps" and not options.eval_steps:
-        raise ValueError("--eval-strategy steps needs --eval-steps.")
-    unknown = sorted(set(options.extra_arguments) - _argument_names())
-    if unknown:
-        raise ValueError(f"--training-arg: TrainingArguments has no field {', '.join(map(repr, unknown))}.")
+    check_training_options(options)
     bf16, fp16 = resolve_precision(options.precision)
     arguments: dict[str, Any] = dict(
         output_dir=options.output_dir,
@@ -104,4 +109,4 @@ def _argument_names() -> set[str]:
     return {f.name for f in dataclasses.fields(TrainingArguments)}
 
 
-__all__ = ["resolve_precision", "training_arguments"]
+__all__ = ["check_training_options", "resolve_precision", "training_arguments"]
