@@ -76,10 +76,20 @@ def main(argv: list[str] | None = None) -> int:
             result["command"] = "python bench/" + " ".join(shlex.quote(part) for part in script)
             results.append(result)
     info = machine_info()
-    args.output.write_text(render(command, info, results, time.time() - started, args.tiny))
+    kept = kept_sections(args.output)
+    args.output.write_text(render(command, info, results, time.time() - started, args.tiny) + kept)
     print(f"# wrote {args.output} ({(time.time() - started) / 60:.1f} min)")
     failed = [r["script"] for r in results if any(line.startswith("FAILED") for line in r["info"])]
     return 1 if failed else 0
+
+
+# Sections below this line are measured by scripts run_all does not run (hours-long ones): it keeps them as they are.
+KEEP_MARKER = "<!-- run_all.py keeps everything below this line -->"
+
+
+def kept_sections(path: Path) -> str:
+    text = path.read_text() if path.exists() else ""
+    return "\n" + text[text.index(KEEP_MARKER):] if KEEP_MARKER in text else ""
 
 
 def render(command: str, info: dict, results: list[dict], seconds: float, tiny: bool) -> str:
