@@ -111,6 +111,24 @@ def test_data_shorter_than_its_header_is_called_truncated_not_pickled(tmp_path):
     assert "pickle" not in str(error.value)
 
 
+def test_stored_members_are_read_exactly_and_a_flipped_byte_fails_the_crc(tmp_path):
+    # Uncompressed members (the official files') are read straight into the array's buffer: same values as numpy's
+    # reader, and the archive's CRC still guards them.
+    path = tmp_path / "stored.npz"
+    params = make_official_params()
+    write_npz(path, params)
+    with NpzCheckpoint(path) as checkpoint, np.load(path) as archive:
+        assert all(np.array_equal(checkpoint[key], archive[key]) for key in archive.files if key in checkpoint)
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo("Transformer/encoderblock_0/MlpBlock_3/Dense_0/kernel.npy")
+        assert info.compress_type == zipfile.ZIP_STORED
+    data = bytearray(path.read_bytes())
+    data[info.header_offset + 30 + len(info.filename) + len(info.extra) + info.file_size - 8] ^= 0xFF  # array data
+    path.write_bytes(bytes(data))
+    with NpzCheckpoint(path) as checkpoint, pytest.raises(NpzFormatError, match="Dense_0/kernel.*CRC"):
+        checkpoint["Transformer/encoderblock_0/MlpBlock_3/Dense_0/kernel"]
+
+
 def test_a_stacked_layout_declaring_ten_million_blocks_is_refused_at_once(tmp_path, reads):
     params = to_big_vision_layout(make_official_params(), stacked=True)
     key = next(k for k in params if "encoderblock/" in k and k.endswith("Dense_0/bias"))
