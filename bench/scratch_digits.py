@@ -61,6 +61,7 @@ def run_recipe(data: Path, output: Path, epochs: int, extra: list[str]) -> tuple
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--batch-size", type=int, default=None, help="instead of the recipe's 256 (more steps)")
     parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
     parser.add_argument("--work-dir", type=Path, default=None, help="where the folder and runs go (default: a temp dir)")
     parser.add_argument("--json-out", type=Path, default=None)
@@ -71,7 +72,8 @@ def main() -> int:
           f"{UPSCALED} px; {args.epochs} epochs; OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}")
     results = []
     for name in args.variants:
-        scores, seconds, command = run_recipe(work / "digits", work / f"run-{name}", args.epochs, VARIANTS[name])
+        extra = VARIANTS[name] + (["--batch-size", str(args.batch_size)] if args.batch_size else [])
+        scores, seconds, command = run_recipe(work / "digits", work / f"run-{name}", args.epochs, extra)
         results.append({"variant": name, "test_accuracy": scores["test_accuracy"], "wall_s": round(seconds, 1),
                         "command": " ".join(command[1:]).replace(str(work), "$WORK")})
         print(f"scratch_digits_{name.replace('-', '_')}: test accuracy {scores['test_accuracy']:.4f}, "
