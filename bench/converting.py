@@ -139,8 +139,9 @@ def add_figures(report: Report, results: dict[str, list[dict]], tag: str, size_m
     minimal_peak = max(r["peak_mib"] for r in results["minimal"])
     for side in [side for side in SIDES if side in results]:
         kind, label, target, rss_target = SIDES[side]
-        if side == "verified" and tag.startswith(("l", "h")):
-            rss_target = LARGE_VERIFIED_RSS_TARGET
+        if tag.startswith(("l", "h")):  # the time targets are B/16's; the large files' are reported
+            target = ""
+            rss_target = LARGE_VERIFIED_RSS_TARGET if side == "verified" else rss_target
         failures = [r for r in results[side] if r["returncode"]]
         failed = (
             f"FAILED in {len(failures)} of {repeats} runs (exit {failures[0]['returncode']}: "

@@ -10,6 +10,21 @@ if TYPE_CHECKING:
     from transformers import TrainingArguments
 
 
+# TrainingArguments field -> the TrainingOptions field it takes unchanged (evaluation and checkpointing share one
+# schedule, hence eval_strategy twice).
+_TAKEN_AS_THEY_ARE = {
+    "output_dir": "output_dir", "num_train_epochs": "epochs", "max_steps": "max_steps",
+    "learning_rate": "learning_rate", "per_device_train_batch_size": "batch_size", "weight_decay": "weight_decay",
+    "lr_scheduler_type": "lr_scheduler", "gradient_accumulation_steps": "gradient_accumulation_steps",
+    "max_grad_norm": "max_grad_norm", "optim": "optimizer", "adam_epsilon": "adam_epsilon",
+    "label_smoothing_factor": "label_smoothing", "seed": "seed", "eval_strategy": "eval_strategy",
+    "save_strategy": "eval_strategy", "eval_steps": "eval_steps", "logging_steps": "logging_steps",
+    "metric_for_best_model": "metric_for_best_model", "save_total_limit": "save_total_limit",
+    "dataloader_num_workers": "num_workers", "torch_compile": "torch_compile", "report_to": "report_to",
+    "disable_tqdm": "disable_tqdm",
+}
+
+
 def resolve_precision(precision: Precision) -> tuple[bool, bool]:
     """(bf16, fp16) for `precision`: "auto" picks bf16 on GPUs that support it and full precision otherwise."""
     import torch
@@ -47,40 +62,18 @@ def training_arguments(options: TrainingOptions) -> TrainingArguments:
 
     check_training_options(options)
     bf16, fp16 = resolve_precision(options.precision)
-    arguments: dict[str, Any] = dict(
-        output_dir=options.output_dir,
-        num_train_epochs=options.epochs,
-        max_steps=options.max_steps,
-        learning_rate=options.learning_rate,
-        per_device_train_batch_size=options.batch_size,
+    arguments: dict[str, Any] = {name: getattr(options, field) for name, field in _TAKEN_AS_THEY_ARE.items()}
+    arguments.update(
         per_device_eval_batch_size=options.eval_batch_size or options.batch_size,
-        weight_decay=options.weight_decay,
         warmup_steps=int(options.warmup) if options.warmup >= 1 else options.warmup,
-        lr_scheduler_type=options.lr_scheduler,
-        gradient_accumulation_steps=options.gradient_accumulation_steps,
-        max_grad_norm=options.max_grad_norm,
-        optim=options.optimizer,
-        adam_epsilon=options.adam_epsilon,
-        label_smoothing_factor=options.label_smoothing,
-        seed=options.seed,
         bf16=bf16,
         fp16=fp16,
-        eval_strategy=options.eval_strategy,
-        save_strategy=options.eval_strategy,
-        eval_steps=options.eval_steps,
         save_steps=options.eval_steps or 500,  # 500: TrainingArguments' own default, unused by epoch schedules
-        logging_steps=options.logging_steps,
         logging_first_step=True,
-        load_best_model_at_end=True,
-        metric_for_best_model=options.metric_for_best_model,  # greater is better, except for the loss
-        save_total_limit=options.save_total_limit,
+        load_best_model_at_end=True,  # by metric_for_best_model: greater is better, except for the loss
         remove_unused_columns=False,
-        dataloader_num_workers=options.num_workers,
         dataloader_pin_memory=torch.cuda.is_available(),  # pinned memory only helps copies to a GPU
         ddp_find_unused_parameters=False,  # every parameter takes part in the loss: no extra pass to look for others
-        torch_compile=options.torch_compile,
-        report_to=options.report_to,
-        disable_tqdm=options.disable_tqdm,
     )
     if not _has_accelerator():
         # Said explicitly, CPU-only machines can train in bf16 and run distributed (gloo) under torchrun.
