@@ -64,7 +64,7 @@ def image_processor_for(source: str | os.PathLike, config: PretrainedConfig) -> 
     processor = None
     if not is_npz(source):
         try:
-            processor = AutoImageProcessor.from_pretrained(str(source))
+            processor = AutoImageProcessor.from_pretrained(str(source), trust_remote_code=False)  # ours is registered
         except (OSError, ValueError):
             processor = None
     if processor is None or _is_legacy_vit_processor(processor):

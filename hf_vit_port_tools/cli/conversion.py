@@ -109,7 +109,7 @@ def _demo(options: DemoOptions, work: Path) -> int:
     report(convert_npz(npz, repo, repo_id=f"demo/{name.lower()}", overwrite=True))
     rows, cols = np.mgrid[0 : options.image_size, 0 : options.image_size]
     image = Image.fromarray(np.stack([rows % 256, cols % 256, (rows + cols) % 256], -1).astype(np.uint8))
-    predictions = pipeline("image-classification", model=str(repo))(image, top_k=3)
+    predictions = pipeline("image-classification", model=str(repo), trust_remote_code=False)(image, top_k=3)
     print("pipeline('image-classification') on a test image (random weights, so the classes are arbitrary):")
     for prediction in predictions:
         print(f"  {prediction['score']:.4f}  {prediction['label']}")
